@@ -1,0 +1,384 @@
+"""The configuration directory: schema, defaults, loading and validation.
+
+Everything an administrator edits lives in one directory (``config/`` by
+default): ``broker.yaml``, ``clients/<client_id>.yaml`` and
+``providers/<provider_id>.yaml``.  The schema is declared once here with
+pydantic models that forbid unknown keys; :func:`load_config` collects *every*
+problem with its file and key before giving up, so ``nc-connect check-config``
+shows them all at once and ``serve`` refuses to start with the same messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from broker.errors import ConfigError
+
+DEFAULT_CONFIG_DIR = "config"
+ENV_CONFIG_DIR = "NC_CONNECT_CONFIG"
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def _check_url(value: str, *, allow_http_loopback: bool = True) -> str:
+    """An absolute https URL (http only on loopback), without fragment or userinfo."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.netloc or not parts.hostname:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    if parts.scheme == "http" and not (allow_http_loopback and is_loopback(value)):
+        raise ValueError(f"{value!r} must use https (http is only allowed on localhost)")
+    if parts.fragment or "#" in value:
+        raise ValueError(f"{value!r} must not contain a fragment")
+    if "@" in parts.netloc:
+        raise ValueError(f"{value!r} must not contain user information")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lifetimes(_Strict):
+    """Lifetimes in seconds.  FranceConnect uses a 30 s code and 60 s tokens."""
+
+    authorization_code: int = Field(60, ge=1, le=60)
+    access_token: int = Field(300, ge=10, le=3600)
+    id_token: int = Field(300, ge=10, le=3600)
+    refresh_token: int = Field(8 * 3600, ge=60, le=30 * 86400)
+    session_idle: int = Field(30 * 60, ge=60, le=30 * 60)
+    session_absolute: int = Field(12 * 3600, ge=300, le=12 * 3600)
+    login_transaction: int = Field(30 * 60, ge=60, le=3600)
+
+
+class BrokerSettings(_Strict):
+    issuer: str
+    database_url: str = "sqlite:///nc-connect.db"
+    redis_url: str | None = None
+    keys_dir: str = "keys"
+    key_rotation_overlap: int = Field(86400, ge=60)
+    secure_cookies: bool = True
+    lifetimes: Lifetimes = Lifetimes()
+    cors_origins: list[str] = []
+    # Number of reverse proxies in front of the broker whose X-Forwarded-For is trusted
+    # (for the client IP used by throttling).  Issuer and URLs never come from headers.
+    trusted_proxies: int = Field(0, ge=0, le=5)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        _check_url(v)
+        parts = urlsplit(v)
+        if parts.query:
+            raise ValueError("the issuer must not contain a query")
+        return v.rstrip("/")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            _check_url(origin)
+            if origin == "null":
+                raise ValueError("'null' is never an allowed origin")
+        return v
+
+    @model_validator(mode="after")
+    def _cookies(self) -> "BrokerSettings":
+        if not self.secure_cookies and not is_loopback(self.issuer):
+            raise ValueError("secure_cookies may only be false when the issuer is on localhost")
+        return self
+
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+SCOPES_KNOWN = (
+    "openid", "profile", "email", "birth", "identite_pivot", "given_name", "family_name",
+    "birthdate", "gender", "birthplace", "birthcountry", "preferred_username", "offline_access",
+)
+
+
+class ClientSettings(_Strict):
+    client_id: str
+    name: str = Field(min_length=1)
+    redirect_uris: list[str] = Field(min_length=1)
+    post_logout_redirect_uris: list[str] = []
+    client_secret: str | None = None
+    token_endpoint_auth_method: AuthMethod = "client_secret_basic"
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    scopes: list[str] = ["openid", "profile", "email"]
+    grant_types: list[Literal["authorization_code", "refresh_token"]] = ["authorization_code"]
+    subject_type: Literal["pairwise", "public"] = "pairwise"
+    sector: str | None = None
+    id_token_signed_response_alg: Literal["ES256", "RS256"] = "ES256"
+    require_pkce: bool = True
+    # For a legacy téléservice that cannot send them; ANSSI requires both (R12, R16).
+    require_state_and_nonce: bool = True
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str) -> str:
+        if not _CLIENT_ID.match(v):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
+        return v
+
+    @field_validator("redirect_uris", "post_logout_redirect_uris")
+    @classmethod
+    def _uris(cls, v: list[str]) -> list[str]:
+        for uri in v:
+            _check_url(uri)
+        if len(set(v)) != len(v):
+            raise ValueError("contains the same URI twice")
+        return v
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _jwks_uri(cls, v: str | None) -> str | None:
+        return _check_url(v) if v else v
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in SCOPES_KNOWN]
+        if unknown:
+            raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES_KNOWN)}")
+        if "openid" not in v:
+            raise ValueError("must include 'openid'")
+        return v
+
+    @model_validator(mode="after")
+    def _auth(self) -> "ClientSettings":
+        method = self.token_endpoint_auth_method
+        if method in ("client_secret_basic", "client_secret_post"):
+            if not self.client_secret:
+                raise ValueError(f"client_secret is required with token_endpoint_auth_method {method}")
+            if len(self.client_secret) < 32:
+                raise ValueError("client_secret must be at least 32 characters")
+        elif self.client_secret:
+            raise ValueError(f"client_secret must not be set with token_endpoint_auth_method {method}")
+        if method == "private_key_jwt" and not (self.jwks or self.jwks_uri):
+            raise ValueError("private_key_jwt needs jwks or jwks_uri")
+        if self.jwks and self.jwks_uri:
+            raise ValueError("set jwks or jwks_uri, not both")
+        if method == "none" and not self.require_pkce:
+            raise ValueError("a public client (token_endpoint_auth_method none) must use PKCE")
+        return self
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    @property
+    def sector_id(self) -> str:
+        """Pairwise subjects are computed per sector (several client ids may share one)."""
+        return self.sector or self.client_id
+
+
+class ProviderSettings(_Strict):
+    """Settings shared by every kind of identity source; kinds add their own keys."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    provider_id: str
+    type: str
+    name: str = Field(min_length=1)
+    description: str = ""
+    mapping: str
+    enabled: bool = True
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.message}" if self.key else f"{self.file}: {self.message}"
+
+
+@dataclass
+class Config:
+    directory: Path
+    broker: BrokerSettings
+    clients: dict[str, ClientSettings] = field(default_factory=dict)
+    providers: dict[str, ProviderSettings] = field(default_factory=dict)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path written in broker.yaml relative to the configuration directory."""
+        p = Path(relative)
+        return p if p.is_absolute() else (self.directory / p).resolve()
+
+    @property
+    def database_url(self) -> str:
+        url = self.broker.database_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url != "sqlite:///:memory:" and not url.startswith("sqlite:////"):
+            return prefix + str(self.path(url[len(prefix):]))
+        return url
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.path(self.broker.keys_dir)
+
+    @property
+    def mappings_dir(self) -> Path:
+        return Path(__file__).resolve().parent.parent / "mappings"
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _expand_env(value: Any, problems: list[Problem], file: str, key: str) -> Any:
+    if isinstance(value, str):
+        m = _ENV_REF.match(value)
+        if m:
+            if m.group(1) not in os.environ:
+                problems.append(Problem(file, key, f"environment variable {m.group(1)} is not set"))
+                return None
+            return os.environ[m.group(1)]
+    return value
+
+
+def _read_yaml(path: Path, display: str, problems: list[Problem]) -> dict | None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(display, "", f"cannot be read: {exc}"))
+        return None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problems.append(Problem(display, "", f"{where}invalid YAML: {getattr(exc, 'problem', exc)}"))
+        return None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(Problem(display, "", "must be a mapping of keys to values"))
+        return None
+    return data
+
+
+def _validate(model: type[BaseModel], data: dict, display: str, problems: list[Problem]):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = _loc(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(Problem(display, key, msg))
+        return None
+
+
+def _entity_files(directory: Path, kind: str, problems: list[Problem]) -> list[tuple[str, Path]]:
+    if not directory.is_dir():
+        return []
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return [(p.stem, p) for p in files]
+
+
+def config_dir_from(arg: str | None) -> Path:
+    return Path(arg or os.environ.get(ENV_CONFIG_DIR) or DEFAULT_CONFIG_DIR)
+
+
+def load_config(directory: str | Path, *, provider_validator=None) -> Config:
+    """Load and validate the whole configuration directory.
+
+    Raises :class:`ConfigError` carrying every :class:`Problem` found.
+    ``provider_validator(settings, display) -> list[Problem]`` lets the broker
+    check each provider's kind-specific keys without this module knowing them.
+    """
+    directory = Path(directory)
+    problems: list[Problem] = []
+    rel = lambda p: str(p)  # noqa: E731 - shown as given, so messages match what the admin typed
+    broker_file = directory / "broker.yaml"
+    if not directory.is_dir():
+        raise ConfigError([Problem(str(directory), "", "configuration directory not found")])
+    broker = None
+    if not broker_file.is_file():
+        problems.append(Problem(rel(broker_file), "", "file not found"))
+    else:
+        data = _read_yaml(broker_file, rel(broker_file), problems)
+        if data is not None:
+            if "redis_url" in data:
+                data["redis_url"] = _expand_env(data["redis_url"], problems, rel(broker_file), "redis_url")
+            if "database_url" in data:
+                data["database_url"] = _expand_env(data["database_url"], problems, rel(broker_file), "database_url")
+            broker = _validate(BrokerSettings, data, rel(broker_file), problems)
+
+    clients: dict[str, ClientSettings] = {}
+    seen: dict[str, str] = {}
+    for stem, path in _entity_files(directory / "clients", "client", problems):
+        display = rel(path)
+        data = _read_yaml(path, display, problems)
+        if data is None:
+            continue
+        client_id = data.setdefault("client_id", stem)
+        if client_id in seen:
+            problems.append(Problem(display, "client_id", f"duplicated id {client_id!r} (also in {seen[client_id]})"))
+            continue
+        seen[str(client_id)] = display
+        if "client_secret" in data:
+            data["client_secret"] = _expand_env(data["client_secret"], problems, display, "client_secret")
+        client = _validate(ClientSettings, data, display, problems)
+        if client:
+            clients[client.client_id] = client
+            if client.jwks:
+                problems.extend(_check_jwks(client.jwks, display))
+
+    providers: dict[str, ProviderSettings] = {}
+    seen = {}
+    mappings_dir = Path(__file__).resolve().parent.parent / "mappings"
+    for stem, path in _entity_files(directory / "providers", "provider", problems):
+        display = rel(path)
+        data = _read_yaml(path, display, problems)
+        if data is None:
+            continue
+        provider_id = data.setdefault("provider_id", stem)
+        if provider_id in seen:
+            problems.append(Problem(display, "provider_id", f"duplicated id {provider_id!r} (also in {seen[provider_id]})"))
+            continue
+        seen[str(provider_id)] = display
+        provider = _validate(ProviderSettings, data, display, problems)
+        if not provider:
+            continue
+        if not (mappings_dir / provider.mapping).is_file():
+            problems.append(Problem(display, "mapping", f"mapping file {provider.mapping!r} not found under mappings/"))
+        if provider_validator:
+            problems.extend(provider_validator(provider, display))
+        providers[provider.provider_id] = provider
+    if broker and not any(p.enabled for p in providers.values()):
+        problems.append(Problem(rel(directory / "providers"), "", "no enabled identity source"))
+
+    if problems or broker is None:
+        raise ConfigError(problems)
+    return Config(directory=directory.resolve(), broker=broker, clients=clients, providers=providers)
+
+
+def _check_jwks(jwks: dict, display: str) -> list[Problem]:
+    from joserfc.jwk import KeySet
+
+    try:
+        keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+    except Exception as exc:  # joserfc raises several error types for malformed keys
+        return [Problem(display, "jwks", f"is not a valid JWK set: {exc}")]
+    if any(k.is_private for k in keyset.keys):
+        return [Problem(display, "jwks", "contains private key material; publish only public keys")]
+    return []

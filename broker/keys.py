@@ -1,0 +1,148 @@
+"""Signing keys: generation, rotation with overlap, the published JWKS, signing.
+
+The key file (``<keys_dir>/signing-keys.json``, mode 0600) holds, per
+algorithm, the current private key and the keys retired by earlier rotations
+with the time they were retired.  The JWKS publishes the public part of the
+current keys and of retired keys still inside the overlap period, so tokens
+signed just before a rotation still verify (OIDC Core §10.1.1).  Running
+workers notice a rotation through the file's modification time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, RSAKey
+
+from broker.errors import BrokerError
+
+ALGORITHMS = ("ES256", "RS256")
+KEY_FILE = "signing-keys.json"
+SUBJECT_SECRET_FILE = "subject-secret"
+
+
+class KeysMissing(BrokerError):
+    pass
+
+
+def _generate(alg: str) -> dict[str, Any]:
+    key = ECKey.generate_key("P-256", private=True) if alg == "ES256" else RSAKey.generate_key(3072, private=True)
+    data = key.as_dict(private=True)
+    data.update(kid=f"{alg.lower()}-{time.strftime('%Y%m%d')}-{secrets.token_hex(4)}", alg=alg, use="sig")
+    return data
+
+
+def _write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content)
+    os.replace(tmp, path)
+
+
+def generate(keys_dir: Path, *, force: bool = False) -> list[str]:
+    """Create a fresh key set (and the pairwise subject secret if absent). Returns the new kids."""
+    path = keys_dir / KEY_FILE
+    if path.exists() and not force:
+        raise BrokerError(f"{path} already exists; use 'keys rotate' to replace the keys")
+    current = [_generate(alg) for alg in ALGORITHMS]
+    _write_private(path, json.dumps({"current": current, "retired": []}, indent=2))
+    secret_path = keys_dir / SUBJECT_SECRET_FILE
+    if not secret_path.exists():
+        # Never regenerated: every pairwise sub depends on it.
+        _write_private(secret_path, secrets.token_hex(32))
+    return [k["kid"] for k in current]
+
+
+def rotate(keys_dir: Path, overlap: int) -> list[str]:
+    """Retire the current keys (still published for ``overlap`` seconds) and create new ones."""
+    path = keys_dir / KEY_FILE
+    if not path.exists():
+        raise KeysMissing(f"{path} not found; run 'nc-connect keys generate' first")
+    data = json.loads(path.read_text())
+    now = int(time.time())
+    retired = [k for k in data["retired"] if k["retired_at"] + overlap > now]
+    retired += [dict(k, retired_at=now) for k in data["current"]]
+    current = [_generate(alg) for alg in ALGORITHMS]
+    _write_private(path, json.dumps({"current": current, "retired": retired}, indent=2))
+    return [k["kid"] for k in current]
+
+
+def _private(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "retired_at"}
+
+
+def _public(d: dict) -> dict:
+    priv = _private(d)
+    key = ECKey.import_key(priv) if priv["kty"] == "EC" else RSAKey.import_key(priv)
+    out = key.as_dict(private=False)
+    out.update(kid=d["kid"], alg=d["alg"], use="sig")
+    return out
+
+
+@dataclass
+class _Loaded:
+    mtime: float
+    signing: dict[str, Any]  # alg -> private key object
+    kids: dict[str, str]  # alg -> kid
+    jwks: dict[str, Any]
+    verify: KeySet
+
+
+class KeyRing:
+    """Signs with the current keys; verifies with every published key."""
+
+    def __init__(self, keys_dir: Path, overlap: int) -> None:
+        self.path = keys_dir / KEY_FILE
+        self.overlap = overlap
+        self._loaded: _Loaded | None = None
+        self.subject_secret = b""
+
+    def _load(self) -> _Loaded:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            raise KeysMissing(f"{self.path} not found; run 'nc-connect keys generate'") from None
+        if self._loaded and self._loaded.mtime == mtime:
+            return self._loaded
+        data = json.loads(self.path.read_text())
+        now = time.time()
+        published = data["current"] + [k for k in data["retired"] if k["retired_at"] + self.overlap > now]
+        jwks = {"keys": [_public(k) for k in published]}
+        signing = {}
+        kids = {}
+        for k in data["current"]:
+            priv = _private(k)
+            signing[k["alg"]] = ECKey.import_key(priv) if k["kty"] == "EC" else RSAKey.import_key(priv)
+            kids[k["alg"]] = k["kid"]
+        self.subject_secret = (self.path.parent / SUBJECT_SECRET_FILE).read_text().strip().encode()
+        self._loaded = _Loaded(mtime, signing, kids, jwks, KeySet.import_key_set(jwks))
+        return self._loaded
+
+    def jwks(self) -> dict[str, Any]:
+        return self._load().jwks
+
+    def sign(self, claims: dict[str, Any], alg: str = "ES256", typ: str = "JWT") -> str:
+        loaded = self._load()
+        header = {"alg": alg, "kid": loaded.kids[alg], "typ": typ}
+        return jwt.encode(header, claims, loaded.signing[alg], algorithms=[alg])
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Verify a JWT this broker signed (any published key); return its claims.
+
+        Raises joserfc errors on a bad signature, an unknown kid or a forbidden alg.
+        """
+        loaded = self._load()
+        return jwt.decode(token, loaded.verify, algorithms=list(ALGORITHMS)).claims
+
+    def ensure_subject_secret(self) -> bytes:
+        self._load()
+        return self.subject_secret

@@ -1,0 +1,113 @@
+"""The browser session: server-side state behind one opaque cookie.
+
+The cookie holds only a random identifier (256 bits); the store keeps the
+state under the identifier's SHA-256, with a sliding idle timeout and an
+absolute lifetime (checklist D-12, D-14).  ``regenerate`` issues a new
+identifier at every login so a planted cookie is useless afterwards (D-11).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any
+
+from flask import Request, Response
+
+from broker.config import Config
+from broker.store import EphemeralStore
+
+_REFRESH_AFTER = 60  # seconds between two writes that only slide the idle timeout
+
+
+def _key(cookie_value: str) -> str:
+    return "sess:" + hashlib.sha256(cookie_value.encode()).hexdigest()
+
+
+class BrowserSession:
+    def __init__(self, store: EphemeralStore, config: Config) -> None:
+        self.store = store
+        self.lifetimes = config.broker.lifetimes
+        self.secure = config.broker.secure_cookies
+        self.cookie_name = "__Host-ncc_session" if self.secure else "ncc_session"
+        self.cookie_value: str | None = None
+        self.data: dict[str, Any] = {}
+        self.modified = False
+        self._touch = False
+        self._drop_cookie = False
+
+    # -- lifecycle -------------------------------------------------------
+    def load(self, request: Request) -> None:
+        value = request.cookies.get(self.cookie_name)
+        if not value or len(value) > 100:
+            return
+        data = self.store.get(_key(value))
+        now = time.time()
+        if data is None or data.get("created", 0) + self.lifetimes.session_absolute < now:
+            self._drop_cookie = True
+            return
+        self.cookie_value, self.data = value, data
+        self._touch = now - data.get("seen", 0) > _REFRESH_AFTER
+
+    def save(self, response: Response) -> None:
+        if self.modified or (self._touch and self.cookie_value):
+            if self.cookie_value is None:
+                self.cookie_value = secrets.token_urlsafe(32)
+                self.data.setdefault("created", time.time())
+            self.data["seen"] = time.time()
+            remaining = self.data["created"] + self.lifetimes.session_absolute - time.time()
+            ttl = int(min(self.lifetimes.session_idle, remaining)) + 1
+            self.store.put(_key(self.cookie_value), self.data, ttl)
+            response.set_cookie(self.cookie_name, self.cookie_value, httponly=True, secure=self.secure,
+                                samesite="Lax", path="/")
+        elif self._drop_cookie:
+            response.delete_cookie(self.cookie_name, path="/", secure=self.secure, httponly=True, samesite="Lax")
+
+    # -- state -----------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.modified = True
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        self.modified = True
+        return self.data.pop(key, default)
+
+    def csrf_token(self) -> str:
+        if "csrf" not in self.data:
+            self["csrf"] = secrets.token_urlsafe(32)
+        return self.data["csrf"]
+
+    def regenerate(self) -> None:
+        """New identifier and new CSRF token; the old identifier stops working at once."""
+        if self.cookie_value:
+            self.store.delete(_key(self.cookie_value))
+        self.cookie_value = None
+        self.data = {k: v for k, v in self.data.items() if k == "authz"}
+        self.data["created"] = time.time()
+        self.modified = True
+
+    def destroy(self) -> None:
+        if self.cookie_value:
+            self.store.delete(_key(self.cookie_value))
+        self.cookie_value = None
+        self.data = {}
+        self.modified = False
+        self._touch = False
+        self._drop_cookie = True
+
+    # -- the signed-in citizen ------------------------------------------
+    @property
+    def account_id(self) -> str | None:
+        return self.data.get("account_id")
+
+    def sign_in(self, account_id: str, acr: str, amr: list[str], auth_time: int, provider_id: str) -> None:
+        self.regenerate()
+        self.data.update(account_id=account_id, acr=acr, amr=amr, auth_time=auth_time,
+                         provider_id=provider_id, sid=secrets.token_urlsafe(16), clients=[])

@@ -1,0 +1,64 @@
+"""The local login/password source: accounts held by NC Connect itself."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Protocol
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from providers.base import UpstreamIdentity
+
+# OWASP's argon2id profile "m=19 MiB, t=2, p=1" (security checklist D-05).
+HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# Verified when the account does not exist, so both answers cost the same time (D-07).
+_DUMMY_HASH = HASHER.hash("nc-connect dummy password for timing equalisation")
+
+
+class CredentialStore(Protocol):
+    """Implemented by the broker; the provider never touches tables itself."""
+
+    def find(self, email: str) -> tuple[str, str, dict[str, Any]] | None:
+        """(account id, password hash, pivot attributes) of an active account, or None."""
+
+    def update_hash(self, account_id: str, new_hash: str) -> None: ...
+
+
+def hash_password(password: str) -> str:
+    return HASHER.hash(password)
+
+
+class LocalProvider:
+    acr = "eidas1"
+
+    def __init__(self, provider_id: str, name: str, credentials: CredentialStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.provider_id = provider_id
+        self.name = name
+        self.credentials = credentials
+        self.clock = clock
+
+    def authenticate(self, username: str, password: str) -> UpstreamIdentity | None:
+        found = self.credentials.find(username.strip().lower())
+        if found is None or not found[1]:
+            try:
+                HASHER.verify(_DUMMY_HASH, password)
+            except VerificationError:
+                pass
+            return None
+        account_id, stored, attributes = found
+        try:
+            HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if HASHER.check_needs_rehash(stored):
+            self.credentials.update_hash(account_id, HASHER.hash(password))
+        return UpstreamIdentity(
+            provider_id=self.provider_id,
+            subject=account_id,
+            acr=self.acr,
+            amr=("pwd",),
+            auth_time=int(self.clock()),
+            attributes=attributes,
+        )
