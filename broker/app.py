@@ -70,7 +70,7 @@ def create_app(config: Config | str | Path | None = None, *, migrate: bool | Non
         config=config,
         engine=engine,
         sessions=sessions,
-        store=make_store(config.broker.redis_url, sessions),
+        store=make_store(config.broker.redis_url, sessions, config.broker.redis_key_prefix),
         keys=KeyRing(config.keys_dir, config.broker.key_rotation_overlap),
         providers=build_providers(config, sessions),
     )

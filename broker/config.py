@@ -14,11 +14,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broker.errors import ConfigError
 
@@ -47,6 +47,9 @@ def _check_url(value: str, *, allow_http_loopback: bool = True) -> str:
     return value
 
 
+URL = Annotated[str, AfterValidator(_check_url)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -67,11 +70,12 @@ class BrokerSettings(_Strict):
     issuer: str
     database_url: str = "sqlite:///nc-connect.db"
     redis_url: str | None = None
+    redis_key_prefix: str = Field("ncc:", min_length=1, max_length=40)
     keys_dir: str = "keys"
     key_rotation_overlap: int = Field(86400, ge=60)
     secure_cookies: bool = True
     lifetimes: Lifetimes = Lifetimes()
-    cors_origins: list[str] = []
+    cors_origins: list[URL] = []
     # Number of reverse proxies in front of the broker whose X-Forwarded-For is trusted
     # (for the client IP used by throttling).  Issuer and URLs never come from headers.
     trusted_proxies: int = Field(0, ge=0, le=5)
@@ -84,15 +88,6 @@ class BrokerSettings(_Strict):
         if parts.query:
             raise ValueError("the issuer must not contain a query")
         return v.rstrip("/")
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _origins(cls, v: list[str]) -> list[str]:
-        for origin in v:
-            _check_url(origin)
-            if origin == "null":
-                raise ValueError("'null' is never an allowed origin")
-        return v
 
     @model_validator(mode="after")
     def _cookies(self) -> "BrokerSettings":
@@ -111,12 +106,12 @@ SCOPES_KNOWN = (
 class ClientSettings(_Strict):
     client_id: str
     name: str = Field(min_length=1)
-    redirect_uris: list[str] = Field(min_length=1)
-    post_logout_redirect_uris: list[str] = []
+    redirect_uris: list[URL] = Field(min_length=1)
+    post_logout_redirect_uris: list[URL] = []
     client_secret: str | None = None
     token_endpoint_auth_method: AuthMethod = "client_secret_basic"
     jwks: dict[str, Any] | None = None
-    jwks_uri: str | None = None
+    jwks_uri: URL | None = None
     scopes: list[str] = ["openid", "profile", "email"]
     grant_types: list[Literal["authorization_code", "refresh_token"]] = ["authorization_code"]
     subject_type: Literal["pairwise", "public"] = "pairwise"
@@ -135,17 +130,10 @@ class ClientSettings(_Strict):
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
-    def _uris(cls, v: list[str]) -> list[str]:
-        for uri in v:
-            _check_url(uri)
+    def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("contains the same URI twice")
         return v
-
-    @field_validator("jwks_uri")
-    @classmethod
-    def _jwks_uri(cls, v: str | None) -> str | None:
-        return _check_url(v) if v else v
 
     @field_validator("scopes")
     @classmethod

@@ -149,5 +149,5 @@ class DatabaseStore:
         raise RuntimeError("could not increment counter under contention")  # pragma: no cover
 
 
-def make_store(redis_url: str | None, sessions: sessionmaker) -> EphemeralStore:
-    return RedisStore(redis_url) if redis_url else DatabaseStore(sessions)
+def make_store(redis_url: str | None, sessions: sessionmaker, prefix: str = "ncc:") -> EphemeralStore:
+    return RedisStore(redis_url, prefix) if redis_url else DatabaseStore(sessions)

@@ -22,8 +22,12 @@ import sqlalchemy
 
 from broker import keys as keyring
 
-PG_URL = os.environ.get("NC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SERVER = os.environ.get("NC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("NC_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# Each test run gets its own PostgreSQL database and Redis key prefix, so runs never disturb each other.
+RUN_ID = f"{os.getpid()}"
+PG_URL = PG_SERVER.rsplit("/", 1)[0] + f"/nc_test_{RUN_ID}"
+REDIS_PREFIX = f"ncc-test-{RUN_ID}:"
 ISSUER = "https://nc-connect.test"
 SECRET = "s3cret-s3cret-s3cret-s3cret-s3cret-0001"
 PASSWORD = "correct horse battery staple"
@@ -37,20 +41,37 @@ def _server_available() -> str | None:
     except Exception as exc:
         return f"Redis not reachable at {REDIS_URL}: {exc}"
     try:
-        engine = sqlalchemy.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.connect():
-            pass
+        engine = sqlalchemy.create_engine(PG_SERVER.replace("postgresql://", "postgresql+psycopg://"),
+                                          isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            exists = conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": f"nc_test_{RUN_ID}"}).scalar()
+            if not exists:
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "nc_test_{RUN_ID}"'))
         engine.dispose()
     except Exception as exc:
-        return f"PostgreSQL not reachable at {PG_URL}: {exc}"
+        return f"PostgreSQL not reachable at {PG_SERVER}: {exc}"
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_run_database():
+    yield
+    try:
+        engine = sqlalchemy.create_engine(PG_SERVER.replace("postgresql://", "postgresql+psycopg://"),
+                                          isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "nc_test_{RUN_ID}" WITH (FORCE)'))
+        engine.dispose()
+    except Exception:
+        pass
 
 
 def write_config(directory: Path, *, database_url: str, redis_url: str | None = None,
                  clients: dict[str, str] | None = None, extra: str = "") -> Path:
     (directory / "clients").mkdir(parents=True, exist_ok=True)
     (directory / "providers").mkdir(exist_ok=True)
-    redis_line = f"redis_url: {redis_url}\n" if redis_url else ""
+    redis_line = f"redis_url: {redis_url}\nredis_key_prefix: '{REDIS_PREFIX}'\n" if redis_url else ""
     (directory / "broker.yaml").write_text(
         f"issuer: {ISSUER}\ndatabase_url: {database_url}\n{redis_line}keys_dir: keys\n{extra}"
     )
@@ -92,18 +113,25 @@ def _reset_postgres() -> None:
     engine.dispose()
 
 
+def require_servers() -> None:
+    """Fresh PostgreSQL schema and Redis database; skip by hand, fail under CI, when unreachable."""
+    reason = _server_available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    _reset_postgres()
+    import redis
+
+    r = redis.Redis.from_url(REDIS_URL)
+    for key in r.scan_iter(REDIS_PREFIX + "*"):
+        r.delete(key)
+
+
 @pytest.fixture(params=["sqlite", "server"])
 def backend(request) -> str:
     if request.param == "server":
-        reason = _server_available()
-        if reason:
-            if os.environ.get("CI"):
-                pytest.fail(reason)
-            pytest.skip(reason)
-        _reset_postgres()
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
+        require_servers()
     return request.param
 
 
