@@ -15,10 +15,10 @@ from broker.accounts import AccountCredentials
 from broker.config import Config, Problem, ProviderSettings, config_dir_from, load_config
 from broker.keys import KeyRing
 from broker.store import EphemeralStore, make_store
-from providers.local import LocalProvider
-from providers.registry import known_kinds
+from providers import registry
 
 log = logging.getLogger("nc_connect")
+MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
 
 @dataclass
@@ -31,14 +31,30 @@ class Broker:
     store: EphemeralStore
     keys: KeyRing
     providers: dict
+    mappings: dict
 
 
 def check_provider(settings: ProviderSettings, display: str) -> list[Problem]:
-    if settings.type not in known_kinds():
-        return [Problem(display, "type", f"unknown identity source type {settings.type!r}; known: {', '.join(sorted(known_kinds()))}")]
-    extra = sorted(set(settings.model_extra or {}))
-    if settings.type == "local" and extra:
-        return [Problem(display, k, "unknown key") for k in extra]
+    """Kind-specific checks of a provider file, and its mapping file (errors name file and line)."""
+    kinds = registry.known_kinds()
+    if settings.type not in kinds:
+        return [Problem(display, "type", f"unknown identity source type {settings.type!r}; known: {', '.join(sorted(kinds))}")]
+    problems = [Problem(display, key, msg) for key, msg in registry.kind(settings.type).validate(dict(settings.model_extra or {}))]
+    return problems + check_mapping(settings, display)
+
+
+def check_mapping(settings: ProviderSettings, display: str) -> list[Problem]:
+    path = MAPPINGS_DIR / settings.mapping
+    if not path.is_file():
+        return [Problem(display, "mapping", f"mapping file {settings.mapping!r} not found under mappings/")]
+    try:  # TEMPORARY while the engine is being written
+        from mappings.engine import MappingError, load_mapping
+    except ImportError:
+        return []
+    try:
+        load_mapping(path)
+    except MappingError as exc:
+        return [Problem(f"mappings/{settings.mapping}", f"line {exc.line}", exc.message)]
     return []
 
 
@@ -47,11 +63,23 @@ def load(config_dir: str | Path | None) -> Config:
 
 
 def build_providers(config: Config, sessions: sessionmaker) -> dict:
+    """The enabled sources, in display order."""
+    services = registry.Services(credentials=AccountCredentials(sessions))
     providers = {}
     for pid, settings in sorted(config.providers.items(), key=lambda kv: (kv[1].order, kv[0])):
-        if settings.enabled and settings.type == "local":
-            providers[pid] = LocalProvider(pid, settings.name, AccountCredentials(sessions))
+        if settings.enabled:
+            raw = dict(settings.model_extra or {})
+            providers[pid] = registry.kind(settings.type).build(pid, settings.name, raw, services)
     return providers
+
+
+def load_mappings(config: Config) -> dict:
+    try:  # TEMPORARY while the engine is being written
+        from mappings.engine import load_mapping
+    except ImportError:
+        return {}
+
+    return {pid: load_mapping(MAPPINGS_DIR / s.mapping) for pid, s in config.providers.items() if s.enabled}
 
 
 def create_app(config: Config | str | Path | None = None, *, migrate: bool | None = None) -> Flask:
@@ -73,6 +101,7 @@ def create_app(config: Config | str | Path | None = None, *, migrate: bool | Non
         store=make_store(config.broker.redis_url, sessions, config.broker.redis_key_prefix),
         keys=KeyRing(config.keys_dir, config.broker.key_rotation_overlap),
         providers=build_providers(config, sessions),
+        mappings=load_mappings(config),
     )
     broker.keys.jwks()  # fail at start-up, not at the first request, when keys are missing
 

@@ -333,7 +333,6 @@ def load_config(directory: str | Path, *, provider_validator=None) -> Config:
 
     providers: dict[str, ProviderSettings] = {}
     seen = {}
-    mappings_dir = Path(__file__).resolve().parent.parent / "mappings"
     for stem, path in _entity_files(directory / "providers", "provider", problems):
         display = rel(path)
         data = _read_yaml(path, display, problems)
@@ -347,8 +346,6 @@ def load_config(directory: str | Path, *, provider_validator=None) -> Config:
         provider = _validate(ProviderSettings, data, display, problems)
         if not provider:
             continue
-        if not (mappings_dir / provider.mapping).is_file():
-            problems.append(Problem(display, "mapping", f"mapping file {provider.mapping!r} not found under mappings/"))
         if provider_validator:
             problems.extend(provider_validator(provider, display))
         providers[provider.provider_id] = provider

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from broker.app import Broker
 from broker.claims import subject_for
 from broker.config import ClientSettings
-from broker.errors import InvalidGrant
+from broker.errors import InvalidGrant, InvalidScope
 from broker.models import Grant, RefreshToken
 
 USED_CODE_MEMORY = 600  # seconds a redeemed code is remembered to detect replays
@@ -150,14 +150,22 @@ def find_refresh_token(broker: Broker, token: str) -> tuple[RefreshToken, Grant]
     return (row[0], row[1]) if row else None
 
 
-def rotate_refresh_token(broker: Broker, token: str, client_id: str) -> Grant:
-    """Mark the token used and return its grant; a reused token revokes the whole grant (RFC 9700 §4.14.2)."""
+def rotate_refresh_token(broker: Broker, token: str, client_id: str, scope: list[str] = ()) -> Grant:
+    """Mark the token used and return its grant; a reused token revokes the whole grant (RFC 9700 §4.14.2).
+
+    ``scope`` (the request's) is checked before the token is spent: a refused request leaves it usable.
+    """
     found = find_refresh_token(broker, token)
     if found is None or found[1].client_id != client_id:
         raise InvalidGrant("the refresh token is invalid")
     refresh, grant = found
     if grant.revoked or grant.expires_at.replace(tzinfo=timezone.utc) <= datetime.now(timezone.utc):
         raise InvalidGrant("the refresh token has expired or was revoked")
+    if refresh.used_at is not None:
+        revoke_grant(broker, grant.id)
+        raise InvalidGrant("the refresh token was already used; the grant has been revoked")
+    if not set(scope) <= set(grant.scope.split()):
+        raise InvalidScope("the requested scope exceeds the original grant")
     with broker.sessions.begin() as s:
         claimed = s.execute(
             update(RefreshToken).where(RefreshToken.token_hash == refresh.token_hash, RefreshToken.used_at.is_(None))

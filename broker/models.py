@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime, timezone
 
-from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, Date, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -22,12 +22,11 @@ class Base(DeclarativeBase):
 
 
 class Account(Base):
-    """A citizen's account: credentials and the pivot identity it holds."""
+    """A citizen: one pivot identity, reached through one or more linked sources."""
 
     __tablename__ = "accounts"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
-    password_hash: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254), index=True)
     given_name: Mapped[str | None] = mapped_column(String(200))
     family_name: Mapped[str | None] = mapped_column(String(200))
     preferred_username: Mapped[str | None] = mapped_column(String(200))
@@ -36,8 +35,33 @@ class Account(Base):
     birthplace: Mapped[str | None] = mapped_column(String(5))
     birthcountry: Mapped[str | None] = mapped_column(String(5))
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Level of assurance of the source the pivot identity came from ("" when only declared by the citizen).
+    identity_level: Mapped[str] = mapped_column(String(10), default="")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LocalCredential(Base):
+    """The local source's login: an email and an argon2id hash, for one account."""
+
+    __tablename__ = "local_credentials"
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+
+
+class UpstreamLink(Base):
+    """An identity at an upstream source (provider id, subject) linked to an account."""
+
+    __tablename__ = "upstream_links"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    acr: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (UniqueConstraint("provider_id", "subject", name="uq_upstream_links_provider_subject"),)
 
 
 class Grant(Base):

@@ -30,7 +30,7 @@ def hash_password(password: str) -> str:
 
 
 class LocalProvider:
-    acr = "eidas1"
+    level = "eidas1"
 
     def __init__(self, provider_id: str, name: str, credentials: CredentialStore,
                  clock: Callable[[], float] = time.time) -> None:
@@ -57,7 +57,7 @@ class LocalProvider:
         return UpstreamIdentity(
             provider_id=self.provider_id,
             subject=account_id,
-            acr=self.acr,
+            acr=self.level,
             amr=("pwd",),
             auth_time=int(self.clock()),
             attributes=attributes,

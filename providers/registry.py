@@ -1,12 +1,65 @@
-"""Provider kinds by ``type:``.  Outside kinds register through the
-``nc_connect.providers`` entry point group (never dotted paths read from config)."""
+"""Provider kinds by ``type:``.
+
+Built-in kinds are listed here; outside kinds register an object with the same
+two functions through the ``nc_connect.providers`` entry point group.  Never a
+dotted path read from config.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any, Callable, Protocol
 
-BUILTIN_KINDS = {"local"}
+from providers.base import Provider
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the broker lends to providers (never Flask, never tables directly)."""
+
+    credentials: Any = None  # providers.local.CredentialStore
+
+
+class ProviderKind(Protocol):
+    def validate(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
+        """Problems (key, message) with the kind-specific keys of a provider file."""
+
+    def build(self, provider_id: str, name: str, raw: dict[str, Any], services: Services) -> Provider: ...
+
+
+@dataclass(frozen=True)
+class _Kind:
+    validate: Callable[[dict[str, Any]], list[tuple[str, str]]]
+    build: Callable[[str, str, dict[str, Any], Services], Provider]
+
+
+def _local() -> ProviderKind:
+    from providers.local import LocalProvider
+
+    return _Kind(
+        validate=lambda raw: [(key, "unknown key") for key in sorted(raw)],
+        build=lambda pid, name, raw, services: LocalProvider(pid, name, services.credentials),
+    )
+
+
+def _oidc() -> ProviderKind:
+    from providers.oidc import OidcProvider, validate_settings
+
+    return _Kind(validate=validate_settings,
+                 build=lambda pid, name, raw, services: OidcProvider.from_settings(pid, name, raw))
+
+
+BUILTIN: dict[str, Callable[[], ProviderKind]] = {"local": _local, "oidc": _oidc}
 
 
 def known_kinds() -> set[str]:
-    return BUILTIN_KINDS | {ep.name for ep in entry_points(group="nc_connect.providers")}
+    return set(BUILTIN) | {ep.name for ep in entry_points(group="nc_connect.providers")}
+
+
+def kind(name: str) -> ProviderKind:
+    if name in BUILTIN:
+        return BUILTIN[name]()
+    for ep in entry_points(group="nc_connect.providers", name=name):
+        return ep.load()
+    raise KeyError(name)

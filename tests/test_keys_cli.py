@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from broker import keys as keyring
 from broker.cli import main
 from broker.keys import KeyRing
-from broker.models import Account
+from broker.models import Account, LocalCredential
 
 
 def run(*args: str, input: str | None = None):
@@ -90,8 +90,9 @@ def test_users_add_and_db_upgrade(config_dir, backend):
     with make_sessionmaker(engine)() as s:
         account = s.execute(select(Account).where(Account.email == "agent@example.nc")).scalar_one()
         assert account.given_name == "Marie Louise" and str(account.birthdate) == "1979-02-03"
-        assert account.password_hash.startswith("$argon2id$")
-        assert "a long enough passphrase" not in account.password_hash
+        credential = s.get(LocalCredential, account.id)
+        assert credential.email == "agent@example.nc" and credential.password_hash.startswith("$argon2id$")
+        assert "a long enough passphrase" not in credential.password_hash
     duplicate = run("--config", str(config_dir), "users", "add", "agent@example.nc", input="another passphrase!\n")
     assert duplicate.exit_code != 0 and "already exists" in duplicate.output
     assert run("--config", str(config_dir), "users", "add", "agent@example.nc", "--exist-ok",

@@ -140,7 +140,8 @@ def check_prompt(params: dict[str, str]) -> list[str]:
 def check_max_age(params: dict[str, str]) -> int | None:
     if "max_age" not in params:
         return None
-    if not params["max_age"].isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then rejects (a 500)
+    if not re.fullmatch(r"[0-9]{1,10}", params["max_age"]):
         raise InvalidRequest("max_age must be a non-negative integer")
     return int(params["max_age"])
 
@@ -151,7 +152,7 @@ def check_acr_values(broker: Broker, params: dict[str, str]) -> str | None:
     if not requested:
         return None
     minimum = min(requested, key=level_rank)
-    best = max((level_rank(p.acr) for p in broker.providers.values()), default=0)
+    best = max((level_rank(p.level) for p in broker.providers.values()), default=0)
     if level_rank(minimum) > best:
         raise UnmetAuthenticationRequirements(f"no identity source can reach the requested level {minimum}")
     return minimum
@@ -250,13 +251,15 @@ def authorize() -> Response:
         params = single_params(request)
     except InvalidRequest as exc:
         # A repeated parameter: redirect only if client_id and redirect_uri themselves are unambiguous.
-        name = getattr(exc, "name", "")
-        if name in ("client_id", "redirect_uri"):
-            raise UnsafeRedirect(str(exc)) from None
+        # Every occurrence counts, not only the first duplicate found, and query and body together.
         merged = request.values
+        for name in ("client_id", "redirect_uri"):
+            if len(merged.getlist(name)) > 1:
+                raise UnsafeRedirect(f"the parameter {name} is included more than once") from None
         client = check_client(broker, {"client_id": merged.get("client_id", "")})
         uri = check_redirect_uri(client, {"redirect_uri": merged.get("redirect_uri")} if merged.get("redirect_uri") else {})
-        state = merged.get("state") if name != "state" else None
+        states = merged.getlist("state")
+        state = states[0] if len(states) == 1 and states[0] else None
         return error_response(RedirectableError(exc, uri, state))
     try:
         return proceed(broker, validate(broker, params))

@@ -20,7 +20,7 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", 
 def metadata() -> dict:
     broker = current_broker()
     issuer = broker.config.broker.issuer
-    best = max((level_rank(p.acr) for p in broker.providers.values()), default=0)
+    best = max((level_rank(p.level) for p in broker.providers.values()), default=0)
     claims = sorted({c for cs in SCOPE_CLAIMS.values() for c in cs})
     return {
         "issuer": issuer,

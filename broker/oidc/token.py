@@ -14,7 +14,7 @@ from broker import grants
 from broker.accounts import get_account
 from broker.app import Broker, current_broker
 from broker.config import ClientSettings
-from broker.errors import InvalidClient, InvalidGrant, InvalidRequest, InvalidScope, OAuthError, UnauthorizedClient, UnsupportedGrantType
+from broker.errors import InvalidClient, InvalidGrant, InvalidRequest, OAuthError, UnauthorizedClient, UnsupportedGrantType
 from broker.oidc import blueprint
 from broker.oidc.client_auth import authenticate_client
 from broker.oidc.params import single_params
@@ -78,9 +78,7 @@ def refresh_token_grant(broker: Broker, client: ClientSettings, params: dict[str
     if "refresh_token" not in params:
         raise InvalidRequest("refresh_token is required")
     asked = params.get("scope", "").split()
-    grant = grants.rotate_refresh_token(broker, params["refresh_token"], client.client_id)
-    if not set(asked) <= set(grant.scope.split()):
-        raise InvalidScope("the requested scope exceeds the original grant")
+    grant = grants.rotate_refresh_token(broker, params["refresh_token"], client.client_id, asked)
     return token_response(broker, client, grant, refresh=True, scope=" ".join(asked) or grant.scope)
 
 
