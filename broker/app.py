@@ -111,6 +111,7 @@ def create_app(config: Config | str | Path | None = None, *, migrate: bool | Non
 
     from broker import web
     from broker.oidc import blueprint as oidc_blueprint
+    from broker import upstream  # noqa: F401 - registers the source routes on the pages blueprint
     from broker.pages import blueprint as pages_blueprint
 
     web.init_app(app)

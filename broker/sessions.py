@@ -44,7 +44,9 @@ class BrowserSession:
             return
         data = self.store.get(_key(value))
         now = time.time()
-        if data is None or data.get("created", 0) + self.lifetimes.session_absolute < now:
+        # Both limits are checked here, not left to the store's TTL alone (checklist D-14).
+        if (data is None or data.get("created", 0) + self.lifetimes.session_absolute < now
+                or data.get("seen", 0) + self.lifetimes.session_idle < now):
             self._drop_cookie = True
             return
         self.cookie_value, self.data = value, data

@@ -52,6 +52,7 @@ class AuthorizationRequest:
     login_hint: str | None = None
     ui_locales: str | None = None
     acr_required: str | None = None
+    idp_hint: str | None = None
     requested_at: float = 0.0
 
 
@@ -158,6 +159,19 @@ def check_acr_values(broker: Broker, params: dict[str, str]) -> str | None:
     return minimum
 
 
+def check_idp_hint(broker: Broker, params: dict[str, str], acr_required: str | None) -> str | None:
+    """``idp_hint=<provider id>`` skips the identity source page."""
+    hint = params.get("idp_hint")
+    if hint is None:
+        return None
+    provider = broker.providers.get(hint)
+    if provider is None:
+        raise InvalidRequest(f"idp_hint {hint!r} is not an enabled identity source")
+    if level_rank(provider.level) < level_rank(acr_required):
+        raise UnmetAuthenticationRequirements(f"the identity source {hint} cannot reach the level {acr_required}")
+    return hint
+
+
 def validate(broker: Broker, params: dict[str, str]) -> AuthorizationRequest:
     client = check_client(broker, params)
     redirect_uri = check_redirect_uri(client, params)
@@ -170,13 +184,14 @@ def validate(broker: Broker, params: dict[str, str]) -> AuthorizationRequest:
         prompt = check_prompt(params)
         max_age = check_max_age(params)
         acr = check_acr_values(broker, params)
+        idp_hint = check_idp_hint(broker, params, acr)
     except OAuthError as exc:
         raise RedirectableError(exc, redirect_uri, params.get("state")) from None
     return AuthorizationRequest(
         client_id=client.client_id, redirect_uri=redirect_uri, scope=scope, state=params.get("state"),
         nonce=params.get("nonce"), code_challenge=challenge, prompt=prompt, max_age=max_age,
         login_hint=params.get("login_hint"), ui_locales=params.get("ui_locales"), acr_required=acr,
-        requested_at=time.time(),
+        idp_hint=idp_hint, requested_at=time.time(),
     )
 
 
@@ -196,18 +211,19 @@ def error_response(exc: RedirectableError) -> Response:
 
 # -- deciding: log in, or answer -------------------------------------------
 
-def session_satisfies(req: AuthorizationRequest, *, after_login: bool) -> bool:
+def missing_authentication(req: AuthorizationRequest, *, after_login: bool) -> OAuthError | None:
+    """What the current session lacks for this request, as the error to answer if no login can follow."""
     session = browser()
     if not session.account_id:
-        return False
+        return LoginRequired("the citizen is not signed in")
     auth_time = session.get("auth_time", 0)
     if "login" in req.prompt and auth_time < int(req.requested_at):
-        return False
+        return LoginRequired("a fresh authentication is required")
     if req.max_age is not None and auth_time + req.max_age < time.time() - (5 if after_login else 0):
-        return False
+        return LoginRequired("the authentication is older than max_age")
     if req.acr_required and level_rank(session.get("acr")) < level_rank(req.acr_required):
-        return False
-    return True
+        return UnmetAuthenticationRequirements(f"the authentication did not reach the level {req.acr_required}")
+    return None
 
 
 def answer(broker: Broker, req: AuthorizationRequest) -> Response:
@@ -229,11 +245,11 @@ def answer(broker: Broker, req: AuthorizationRequest) -> Response:
 
 
 def proceed(broker: Broker, req: AuthorizationRequest, *, after_login: bool = False) -> Response:
-    if session_satisfies(req, after_login=after_login):
+    missing = missing_authentication(req, after_login=after_login)
+    if missing is None:
         return answer(broker, req)
     if "none" in req.prompt or after_login:
-        reason = "the citizen is not signed in" if "none" in req.prompt else "authentication did not meet the request"
-        raise RedirectableError(LoginRequired(reason), req.redirect_uri, req.state)
+        raise RedirectableError(missing, req.redirect_uri, req.state)
     session = browser()
     pending = dict(session.get("authz", {}))
     if len(pending) >= MAX_PENDING:

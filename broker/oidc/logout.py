@@ -52,15 +52,23 @@ def check_post_logout_uri(broker: Broker, params: dict[str, str], hint: dict | N
     return add_query(uri, {"state": params["state"]}) if "state" in params else uri
 
 
-def end_session(broker: Broker) -> None:
+def end_session(broker: Broker) -> dict | None:
+    """Destroy the session and revoke its grants; return the upstream session to log out of, if any."""
     session = browser()
+    upstream = session.get("upstream")
     if session.get("sid"):
         grants.revoke_session_grants(broker, session["sid"])
         log.info("session ended for account %s", session.account_id)
     session.destroy()
+    return upstream
 
 
-def signed_out(target: str | None) -> Response:
+def signed_out(target: str | None, upstream: dict | None = None) -> Response:
+    from broker.upstream import chain_logout
+
+    upstream_logout = chain_logout(upstream, target)
+    if upstream_logout:
+        return redirect(upstream_logout, code=303)
     if target:
         return redirect(target, code=303)
     return page("logged_out.html", title="Vous êtes déconnecté")
@@ -74,8 +82,7 @@ def logout() -> Response:
         if not csrf_valid():
             return error_page("Demande expirée", "La page de déconnexion a expiré. Recommencez la déconnexion.", 400)
         target = session.get("logout_target")
-        end_session(broker)
-        return signed_out(target)
+        return signed_out(target, end_session(broker))
     try:
         params = single_params(request)
         hint = check_hint(broker, params)
@@ -88,7 +95,6 @@ def logout() -> Response:
     if not session.account_id:
         return signed_out(target)
     if hint is not None and hint.get("sid") == session.get("sid"):
-        end_session(broker)
-        return signed_out(target)
+        return signed_out(target, end_session(broker))
     session["logout_target"] = target
     return page("logout_confirm.html", title="Se déconnecter de NC Connect")
