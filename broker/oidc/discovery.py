@@ -69,5 +69,4 @@ def discovery() -> Response:
 def jwks() -> Response:
     response = jsonify(current_broker().keys.jwks())
     response.headers["Cache-Control"] = "public, max-age=300"
-    response.mimetype = "application/jwk-set+json"
     return response

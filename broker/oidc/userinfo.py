@@ -94,7 +94,7 @@ def introspect() -> Response:
         if (grant.client_id == client.client_id and not grant.revoked and refresh.used_at is None
                 and expires > datetime.now(timezone.utc)):
             return jsonify({
-                "active": True, "scope": grant.scope, "client_id": grant.client_id, "token_type": "refresh_token",
+                "active": True, "scope": grant.scope, "client_id": grant.client_id,
                 "sub": grants.subject(broker, client, grant.account_id), "exp": int(expires.timestamp()),
                 "iss": broker.config.broker.issuer,
             })
