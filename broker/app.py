@@ -12,13 +12,12 @@ from sqlalchemy.orm import sessionmaker
 
 from broker import db
 from broker.accounts import AccountCredentials
-from broker.config import Config, Problem, ProviderSettings, config_dir_from, load_config
+from broker.config import MAPPINGS_DIR, Config, Problem, ProviderSettings, config_dir_from, load_config
 from broker.keys import KeyRing
 from broker.store import EphemeralStore, make_store
 from providers import registry
 
 log = logging.getLogger("nc_connect")
-MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
 
 @dataclass

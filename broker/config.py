@@ -27,6 +27,7 @@ ENV_CONFIG_DIR = "NC_CONNECT_CONFIG"
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
 
 
 def is_loopback(url: str) -> bool:
@@ -184,6 +185,8 @@ class ProviderSettings(_Strict):
     mapping: str
     enabled: bool = True
     order: int = 100
+    # "franceconnect" shows the FranceConnect button as its brand rules describe
+    button: Literal["default", "franceconnect"] = "default"
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ class Config:
 
     @property
     def mappings_dir(self) -> Path:
-        return Path(__file__).resolve().parent.parent / "mappings"
+        return MAPPINGS_DIR
 
 
 def _loc(loc: tuple) -> str:
@@ -295,26 +298,25 @@ def load_config(directory: str | Path, *, provider_validator=None) -> Config:
     """
     directory = Path(directory)
     problems: list[Problem] = []
-    rel = lambda p: str(p)  # noqa: E731 - shown as given, so messages match what the admin typed
     broker_file = directory / "broker.yaml"
     if not directory.is_dir():
         raise ConfigError([Problem(str(directory), "", "configuration directory not found")])
     broker = None
     if not broker_file.is_file():
-        problems.append(Problem(rel(broker_file), "", "file not found"))
+        problems.append(Problem(str(broker_file), "", "file not found"))
     else:
-        data = _read_yaml(broker_file, rel(broker_file), problems)
+        data = _read_yaml(broker_file, str(broker_file), problems)
         if data is not None:
             if "redis_url" in data:
-                data["redis_url"] = _expand_env(data["redis_url"], problems, rel(broker_file), "redis_url")
+                data["redis_url"] = _expand_env(data["redis_url"], problems, str(broker_file), "redis_url")
             if "database_url" in data:
-                data["database_url"] = _expand_env(data["database_url"], problems, rel(broker_file), "database_url")
-            broker = _validate(BrokerSettings, data, rel(broker_file), problems)
+                data["database_url"] = _expand_env(data["database_url"], problems, str(broker_file), "database_url")
+            broker = _validate(BrokerSettings, data, str(broker_file), problems)
 
     clients: dict[str, ClientSettings] = {}
     seen: dict[str, str] = {}
     for stem, path in _entity_files(directory / "clients", "client", problems):
-        display = rel(path)
+        display = str(path)
         data = _read_yaml(path, display, problems)
         if data is None:
             continue
@@ -334,7 +336,7 @@ def load_config(directory: str | Path, *, provider_validator=None) -> Config:
     providers: dict[str, ProviderSettings] = {}
     seen = {}
     for stem, path in _entity_files(directory / "providers", "provider", problems):
-        display = rel(path)
+        display = str(path)
         data = _read_yaml(path, display, problems)
         if data is None:
             continue
@@ -343,14 +345,19 @@ def load_config(directory: str | Path, *, provider_validator=None) -> Config:
             problems.append(Problem(display, "provider_id", f"duplicated id {provider_id!r} (also in {seen[provider_id]})"))
             continue
         seen[str(provider_id)] = display
+        # ${ENV_VAR} anywhere at the top level; an unset variable only matters for an enabled source
+        env_problems: list[Problem] = []
+        data = {k: _expand_env(v, env_problems, display, k) for k, v in data.items()}
+        if data.get("enabled", True) is not False:
+            problems.extend(env_problems)
         provider = _validate(ProviderSettings, data, display, problems)
         if not provider:
             continue
-        if provider_validator:
+        if provider_validator and (provider.enabled or not env_problems):
             problems.extend(provider_validator(provider, display))
         providers[provider.provider_id] = provider
     if broker and not any(p.enabled for p in providers.values()):
-        problems.append(Problem(rel(directory / "providers"), "", "no enabled identity source"))
+        problems.append(Problem(str(directory / "providers"), "", "no enabled identity source"))
 
     if problems or broker is None:
         raise ConfigError(problems)

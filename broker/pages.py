@@ -88,7 +88,7 @@ def login() -> Response:
     settings = broker.config.providers
     choices = [{"id": p.provider_id, "name": p.name, "description": settings[p.provider_id].description,
                 "usable": level_rank(p.level) >= required, "last": p.provider_id == last,
-                "franceconnect": settings[p.provider_id].model_extra.get("profile") == "franceconnect"}
+                "franceconnect": settings[p.provider_id].button == "franceconnect"}
                for p in sources]
     client = broker.config.clients.get(req.client_id) if req else None
     return page("choose.html", title="Choisir comment se connecter – NC Connect", choices=choices, rid=rid or "",
