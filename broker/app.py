@@ -46,10 +46,8 @@ def check_mapping(settings: ProviderSettings, display: str) -> list[Problem]:
     path = MAPPINGS_DIR / settings.mapping
     if not path.is_file():
         return [Problem(display, "mapping", f"mapping file {settings.mapping!r} not found under mappings/")]
-    try:  # TEMPORARY while the engine is being written
-        from mappings.engine import MappingError, load_mapping
-    except ImportError:
-        return []
+    from mappings.engine import MappingError, load_mapping
+
     try:
         load_mapping(path)
     except MappingError as exc:
@@ -73,10 +71,7 @@ def build_providers(config: Config, sessions: sessionmaker) -> dict:
 
 
 def load_mappings(config: Config) -> dict:
-    try:  # TEMPORARY while the engine is being written
-        from mappings.engine import load_mapping
-    except ImportError:
-        return {}
+    from mappings.engine import load_mapping
 
     return {pid: load_mapping(MAPPINGS_DIR / s.mapping) for pid, s in config.providers.items() if s.enabled}
 

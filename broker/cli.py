@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import logging
 import sys
-from pathlib import Path
 
 import click
 
@@ -176,6 +175,58 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int, 
     from broker.server import run_gunicorn
 
     run_gunicorn(lambda: create_app(config, migrate=False), host, port, workers, threads)
+
+
+@main.group("mappings")
+def mappings_group() -> None:
+    """Mapping files: an identity source's attributes → the pivot identity."""
+
+
+@mappings_group.command("try")
+@click.argument("provider")
+@click.argument("sample", type=click.File("r", encoding="utf-8"))
+@click.pass_context
+def mappings_try(ctx: click.Context, provider: str, sample) -> None:
+    """Apply PROVIDER's mapping file to the attributes in SAMPLE (a JSON object).
+
+    Prints the pivot identity and, per claim, the rule that produced it or why it is
+    missing.  Exit status 1 when a claim failed or a required claim is missing, 2 when
+    the mapping file, the provider or the sample is invalid."""
+    import json
+
+    from mappings.engine import MappingError, load_mapping
+
+    config = _load(ctx)
+    settings = config.providers.get(provider)
+    if settings is None:
+        click.echo(f"unknown identity source {provider!r}; known: {', '.join(sorted(config.providers)) or 'none'}", err=True)
+        ctx.exit(2)
+    try:
+        attributes = json.load(sample)
+    except json.JSONDecodeError as exc:
+        click.echo(f"{sample.name}: invalid JSON: {exc}", err=True)
+        ctx.exit(2)
+    if not isinstance(attributes, dict):
+        click.echo(f"{sample.name}: expected a JSON object of attributes", err=True)
+        ctx.exit(2)
+    try:
+        mapping = load_mapping(config.mappings_dir / settings.mapping)
+    except MappingError as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(2)
+    result = mapping.apply(attributes)
+    width = max(len(claim) for claim in result.trace) + 2
+    click.echo(f"Pivot identity ({provider}, mappings/{settings.mapping}):")
+    for claim, value in result.pivot.items():
+        click.echo(f"  {claim:<{width}}{json.dumps(value, ensure_ascii=False)}")
+    click.echo("Trace:")
+    for claim, why in result.trace.items():
+        click.echo(f"  {claim:<{width}}{why}")
+    if result.errors:
+        click.echo(f"{len(result.errors)} error(s):", err=True)
+        for claim, why in result.errors.items():
+            click.echo(f"  {claim:<{width}}{why}", err=True)
+        ctx.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

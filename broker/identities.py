@@ -39,7 +39,8 @@ def map_identity(broker: Broker, identity: UpstreamIdentity) -> dict[str, Any]:
     if not result.ok:
         raise UpstreamError(
             "Les informations d'identité transmises par ce fournisseur sont incomplètes ou invalides.",
-            detail=f"mapping of {identity.provider_id} failed: {result.errors}",
+            # claim names only: the values are personal data and stay out of the logs
+            detail=f"mapping of {identity.provider_id} failed for {sorted(result.errors)}",
         )
     return dict(result.pivot)
 

@@ -13,6 +13,8 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import textwrap
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -99,8 +101,20 @@ def write_config(directory: Path, *, database_url: str, redis_url: str | None = 
     }
     for cid, body in (clients if clients is not None else default_clients).items():
         (directory / "clients" / f"{cid}.yaml").write_text(textwrap.dedent(body))
-    keyring.generate(directory / "keys")
+    shutil.copytree(_test_keys(), directory / "keys")
     return directory
+
+
+_KEYS: Path | None = None
+
+
+def _test_keys() -> Path:
+    """One key set per test run: RSA-3072 generation is slow and every test needs keys."""
+    global _KEYS
+    if _KEYS is None:
+        _KEYS = Path(tempfile.mkdtemp(prefix="ncc-keys-")) / "keys"
+        keyring.generate(_KEYS)
+    return _KEYS
 
 
 def _reset_postgres() -> None:

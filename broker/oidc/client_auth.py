@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import threading
 import time
 from typing import Any
@@ -46,7 +47,7 @@ def _basic(header: str) -> tuple[str, str] | None:
 
 
 def _client(broker: Broker, client_id: str | None) -> ClientSettings:
-    client = broker.config.clients.get(client_id or "")
+    client = broker.config.clients.get(client_id) if isinstance(client_id, str) else None
     if client is None:
         raise InvalidClient("client authentication failed", detail=f"unknown client {client_id!r}")
     return client
@@ -59,9 +60,12 @@ def _secret_ok(client: ClientSettings, secret: str) -> bool:
 def _unverified_claims(assertion: str) -> dict[str, Any]:
     try:
         payload = assertion.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
         raise InvalidClient("the client assertion is not a JWT") from None
+    if not isinstance(claims, dict):
+        raise InvalidClient("the client assertion is not a JWT")
+    return claims
 
 
 def _client_keys(client: ClientSettings) -> KeySet:
@@ -91,13 +95,13 @@ def _check_assertion(broker: Broker, client: ClientSettings, assertion: str, aud
     claims = token.claims
     now = time.time()
     aud = claims.get("aud")
-    auds = set(aud) if isinstance(aud, list) else {aud}
+    auds = {a for a in (aud if isinstance(aud, list) else [aud]) if isinstance(a, str)}
     if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
         raise InvalidClient("the client assertion's iss and sub must be the client_id")
     if not auds & audiences:
         raise InvalidClient("the client assertion's aud must be the token endpoint or the issuer")
     exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or exp <= now - 30:
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not math.isfinite(exp) or exp <= now - 30:
         raise InvalidClient("the client assertion has expired or has no exp")
     if exp > now + MAX_ASSERTION_LIFETIME:
         raise InvalidClient(f"the client assertion must expire within {MAX_ASSERTION_LIFETIME} seconds")

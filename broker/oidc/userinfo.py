@@ -35,9 +35,8 @@ def userinfo() -> Response:
         token = bearer_token()
     except InvalidRequest as exc:
         return json_error(exc, www_authenticate=f'Bearer error="invalid_request", error_description="{exc.description}"')
-    if token is None:
-        response = jsonify({"error": "invalid_token", "error_description": "a bearer access token is required"})
-        response.status_code = 401
+    if token is None:  # RFC 6750 §3.1: no error code when no authentication was attempted
+        response = Response(status=401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="nc-connect"'
         return response
     record = grants.lookup_access_token(broker, token)
