@@ -45,12 +45,17 @@ def client_key() -> ECKey:
 
 
 @pytest.fixture
-def jwks_uri(client_key):
+def served_keys(client_key) -> list:
+    """The public keys the client's jwks_uri serves; a test may change them (key rotation)."""
+    return [client_key.as_dict(private=False)]
+
+
+@pytest.fixture
+def jwks_uri(served_keys):
     """The client's JWKS served over loopback HTTP by a real server, at a fresh path (no cache reuse)."""
-    body = json.dumps({"keys": [client_key.as_dict(private=False)]})
 
     def wsgi(environ, start_response):
-        return Response(body, mimetype="application/json")(environ, start_response)
+        return Response(json.dumps({"keys": served_keys}), mimetype="application/json")(environ, start_response)
 
     server = make_server("127.0.0.1", 0, wsgi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -269,6 +274,18 @@ def test_jwks_uri_keys_are_fetched(client, client_key):
     assert_authenticated(post_token(client, {**UNKNOWN_CODE, **jwt_auth(assertion(client_key, "jwturi"))}))
     other = assertion(ECKey.generate_key("P-256", private=True), "jwturi", header={"alg": "ES256", "kid": "client-key-1"})
     assert_invalid_client(post_token(client, {**UNKNOWN_CODE, **jwt_auth(other)}))
+
+
+def test_rotated_client_key_is_refetched_at_a_limited_rate(client, client_key, served_keys, monkeypatch):
+    assert_authenticated(post_token(client, {**UNKNOWN_CODE, **jwt_auth(assertion(client_key, "jwturi"))}))
+    new_key = ECKey.generate_key("P-256", private=True)
+    served_keys[:] = [dict(new_key.as_dict(private=False), kid="client-key-2")]
+    rotated = lambda: assertion(new_key, "jwturi", header={"alg": "ES256", "kid": "client-key-2"})  # noqa: E731
+    # the cached set was fetched moments ago: no new fetch yet, so the new key is unknown
+    assert_invalid_client(post_token(client, {**UNKNOWN_CODE, **jwt_auth(rotated())}))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 31)
+    assert_authenticated(post_token(client, {**UNKNOWN_CODE, **jwt_auth(rotated())}))
 
 
 def test_unreachable_jwks_uri_is_invalid_client(client, client_key):

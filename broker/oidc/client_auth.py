@@ -30,6 +30,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ["ES256", "RS256", "PS256"]
 MAX_ASSERTION_LIFETIME = 300
 _JWKS_CACHE_SECONDS = 300
+_JWKS_MIN_REFETCH = 30  # a client that rotated its key is re-fetched, at most this often
 _jwks_cache: dict[str, tuple[float, KeySet]] = {}
 _jwks_lock = threading.Lock()
 
@@ -87,9 +88,30 @@ def _client_keys(client: ClientSettings) -> KeySet:
     return keys
 
 
+def _refetch_allowed(client: ClientSettings) -> bool:
+    """Forget a cached jwks_uri older than the minimum interval, so a rotated key is found."""
+    if not client.jwks_uri:
+        return False
+    with _jwks_lock:
+        cached = _jwks_cache.get(client.jwks_uri)
+        if cached is None or cached[0] - _JWKS_CACHE_SECONDS + _JWKS_MIN_REFETCH > time.time():
+            return False
+        del _jwks_cache[client.jwks_uri]
+        return True
+
+
+def _decode_assertion(client: ClientSettings, assertion: str):
+    try:
+        return jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
+    except (JoseError, ValueError):
+        if not _refetch_allowed(client):
+            raise
+        return jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
+
+
 def _check_assertion(broker: Broker, client: ClientSettings, assertion: str, audiences: set[str]) -> None:
     try:
-        token = jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
+        token = _decode_assertion(client, assertion)
     except (JoseError, ValueError) as exc:
         raise InvalidClient("the client assertion signature is invalid", detail=str(exc)) from None
     claims = token.claims
