@@ -47,6 +47,8 @@ class BrowserSession:
         # Both limits are checked here, not left to the store's TTL alone (checklist D-14).
         if (data is None or data.get("created", 0) + self.lifetimes.session_absolute < now
                 or data.get("seen", 0) + self.lifetimes.session_idle < now):
+            if data is not None:
+                self.store.delete(_key(value))
             self._drop_cookie = True
             return
         self.cookie_value, self.data = value, data

@@ -34,7 +34,8 @@ def check_hint(broker: Broker, params: dict[str, str]) -> dict | None:
         claims = broker.keys.verify(hint)  # expired hints are accepted (RP-Initiated Logout §2)
     except Exception as exc:  # joserfc: bad signature, unknown kid, alg none, malformed
         raise InvalidLogoutRequest("id_token_hint is not a valid ID token from this provider", detail=str(exc)) from None
-    if claims.get("iss") != broker.config.broker.issuer or claims.get("aud") not in broker.config.clients:
+    if claims.get("iss") != broker.config.broker.issuer or not isinstance(claims.get("aud"), str) \
+            or claims["aud"] not in broker.config.clients:
         raise InvalidLogoutRequest("id_token_hint was not issued by this provider to a known client")
     if params.get("client_id") not in (None, claims["aud"]):
         raise InvalidLogoutRequest("client_id does not match id_token_hint")
@@ -91,7 +92,7 @@ def logout() -> Response:
         log.info("logout refused: %s %s", exc.description, exc.detail)
         return error_page("Demande de déconnexion invalide",
                           "Le service qui vous a envoyé ici a fait une demande de déconnexion incorrecte. "
-                          "Vous pouvez fermer cette page ou vous déconnecter ci-dessous.", 400)
+                          "Vous pouvez fermer cette page, ou vous déconnecter depuis l'accueil de NC Connect.", 400)
     if not session.account_id:
         return signed_out(target)
     if hint is not None and hint.get("sid") == session.get("sid"):
