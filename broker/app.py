@@ -38,7 +38,9 @@ def check_provider(settings: ProviderSettings, display: str) -> list[Problem]:
     kinds = registry.known_kinds()
     if settings.type not in kinds:
         return [Problem(display, "type", f"unknown identity source type {settings.type!r}; known: {', '.join(sorted(kinds))}")]
-    problems = [Problem(display, key, msg) for key, msg in registry.kind(settings.type).validate(dict(settings.model_extra or {}))]
+    config_dir = Path(display).resolve().parent.parent
+    raw = dict(settings.model_extra or {})
+    problems = [Problem(display, key, msg) for key, msg in registry.kind(settings.type).validate(raw, config_dir)]
     return problems + check_mapping(settings, display)
 
 
@@ -61,7 +63,7 @@ def load(config_dir: str | Path | None) -> Config:
 
 def build_providers(config: Config, sessions: sessionmaker) -> dict:
     """The enabled sources, in display order."""
-    services = registry.Services(credentials=AccountCredentials(sessions))
+    services = registry.Services(credentials=AccountCredentials(sessions), config_dir=config.directory)
     providers = {}
     for pid, settings in sorted(config.providers.items(), key=lambda kv: (kv[1].order, kv[0])):
         if settings.enabled:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from providers.base import Provider
@@ -19,10 +20,11 @@ class Services:
     """What the broker lends to providers (never Flask, never tables directly)."""
 
     credentials: Any = None  # providers.local.CredentialStore
+    config_dir: Path | None = None  # relative paths in provider files (keys, CA bundles) start here
 
 
 class ProviderKind(Protocol):
-    def validate(self, raw: dict[str, Any]) -> list[tuple[str, str]]:
+    def validate(self, raw: dict[str, Any], config_dir: Path) -> list[tuple[str, str]]:
         """Problems (key, message) with the kind-specific keys of a provider file."""
 
     def build(self, provider_id: str, name: str, raw: dict[str, Any], services: Services) -> Provider: ...
@@ -30,7 +32,7 @@ class ProviderKind(Protocol):
 
 @dataclass(frozen=True)
 class _Kind:
-    validate: Callable[[dict[str, Any]], list[tuple[str, str]]]
+    validate: Callable[[dict[str, Any], Path], list[tuple[str, str]]]
     build: Callable[[str, str, dict[str, Any], Services], Provider]
 
 
@@ -38,7 +40,7 @@ def _local() -> ProviderKind:
     from providers.local import LocalProvider
 
     return _Kind(
-        validate=lambda raw: [(key, "unknown key") for key in sorted(raw)],
+        validate=lambda raw, config_dir: [(key, "unknown key") for key in sorted(raw)],
         build=lambda pid, name, raw, services: LocalProvider(pid, name, services.credentials),
     )
 
@@ -46,8 +48,9 @@ def _local() -> ProviderKind:
 def _oidc() -> ProviderKind:
     from providers.oidc import OidcProvider, validate_settings
 
-    return _Kind(validate=validate_settings,
-                 build=lambda pid, name, raw, services: OidcProvider.from_settings(pid, name, raw))
+    return _Kind(validate=lambda raw, config_dir: validate_settings(raw, config_dir),
+                 build=lambda pid, name, raw, services: OidcProvider.from_settings(
+                     pid, name, raw, base_dir=services.config_dir))
 
 
 BUILTIN: dict[str, Callable[[], ProviderKind]] = {"local": _local, "oidc": _oidc}

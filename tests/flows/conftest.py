@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from werkzeug.serving import make_server
@@ -35,10 +36,14 @@ def _lazy_wsgi(holder: dict):
 
 @pytest.fixture
 def serve_broker(tmp_path, backend):
-    """Return ``serve(clients) -> LiveBroker``: write the configuration and serve it on a free port."""
+    """Return ``serve(clients, providers) -> LiveBroker``: write the configuration and serve it on a free port.
+
+    ``providers(issuer)`` may add identity source files ({file stem: YAML}); it gets the
+    broker's issuer so it can register the broker's callback URL upstream first.
+    """
     servers = []
 
-    def serve(clients: dict[str, str]) -> LiveBroker:
+    def serve(clients: dict[str, str], providers: Callable[[str], dict[str, str]] | None = None) -> LiveBroker:
         from broker.app import create_app
 
         holder: dict = {}
@@ -51,6 +56,8 @@ def serve_broker(tmp_path, backend):
         settings = broker_yaml.read_text()
         assert f"issuer: {ISSUER}\n" in settings
         broker_yaml.write_text(settings.replace(f"issuer: {ISSUER}\n", f"issuer: {issuer}\n"))
+        for stem, body in (providers(issuer) if providers else {}).items():
+            (config_dir / "providers" / f"{stem}.yaml").write_text(body)
         app = create_app(config_dir, migrate=True)
         holder["app"] = app
         thread = threading.Thread(target=server.serve_forever, name="nc-connect-test-server", daemon=True)
