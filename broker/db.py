@@ -24,6 +24,9 @@ def make_engine(url: str) -> Engine:
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - driver hook
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: consistent after any crash; only a power loss may drop the last commits.
+            # FULL made every commit wait for the disk while holding the single write lock.
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()

@@ -5,7 +5,7 @@ The metadata advertises only what the broker enforces (checklist A-07).
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, current_app, jsonify
 
 from broker.app import current_broker
 from broker.claims import SCOPE_CLAIMS
@@ -60,7 +60,10 @@ def metadata() -> dict:
 
 @blueprint.route("/.well-known/openid-configuration")
 def discovery() -> Response:
-    response = jsonify(metadata())
+    extensions = current_app.extensions
+    if "nc_connect_metadata" not in extensions:  # depends on the configuration only
+        extensions["nc_connect_metadata"] = metadata()
+    response = jsonify(extensions["nc_connect_metadata"])
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
