@@ -63,7 +63,8 @@ def load(config_dir: str | Path | None) -> Config:
 
 def build_providers(config: Config, sessions: sessionmaker) -> dict:
     """The enabled sources, in display order."""
-    services = registry.Services(credentials=AccountCredentials(sessions), config_dir=config.directory)
+    services = registry.Services(credentials=AccountCredentials(sessions), config_dir=config.directory,
+                                 public_url=config.broker.issuer)
     providers = {}
     for pid, settings in sorted(config.providers.items(), key=lambda kv: (kv[1].order, kv[0])):
         if settings.enabled:
@@ -107,12 +108,15 @@ def create_app(config: Config | str | Path | None = None, *, migrate: bool | Non
 
     from broker import web
     from broker.oidc import blueprint as oidc_blueprint
-    from broker import upstream  # noqa: F401 - registers the source routes on the pages blueprint
+    from broker import consent_pages, upstream  # noqa: F401 - register their routes on the pages blueprint
+    from broker import upstream_saml  # noqa: F401 - SAML metadata and single logout endpoints
     from broker.pages import blueprint as pages_blueprint
+    from broker.account import blueprint as account_blueprint
 
     web.init_app(app)
     app.register_blueprint(oidc_blueprint)
     app.register_blueprint(pages_blueprint)
+    app.register_blueprint(account_blueprint)
     return app
 
 

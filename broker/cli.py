@@ -40,7 +40,8 @@ def main(ctx: click.Context, config_dir: str | None) -> None:
 def check_config(ctx: click.Context) -> None:
     """Validate the configuration directory; print every problem with its file and key."""
     config = _load(ctx)
-    click.echo(f"Configuration OK: {len(config.clients)} client(s), {len(config.providers)} identity source(s).")
+    click.echo(f"Configuration OK: {len(config.clients)} client(s), {len(config.providers)} identity source(s), "
+               f"{len(config.data_providers)} data provider(s).")
 
 
 @main.group()
@@ -169,6 +170,10 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int, 
     engine.dispose()
     if not (config.keys_dir / keyring.KEY_FILE).exists():
         raise click.ClickException(f"no signing keys in {config.keys_dir}: run 'nc-connect keys generate' first")
+    from broker.ui import dsfr_problem
+
+    if dsfr_problem():  # the citizen pages would be unstyled
+        raise click.ClickException(f"cannot serve the citizen pages: {dsfr_problem()}")
     if dev:
         create_app(config, migrate=False).run(host=host, port=port, debug=True, use_reloader=True)
         return

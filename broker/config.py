@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broker.errors import ConfigError
 
@@ -67,6 +67,116 @@ class Lifetimes(_Strict):
     login_transaction: int = Field(30 * 60, ge=60, le=3600)
 
 
+_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
+
+
+class SmtpSettings(_Strict):
+    """The mail server that sends verification, reset and notification emails."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    username: str | None = None
+    password: str | None = None  # may be ${ENV_VAR}
+    sender: str
+    timeout: int = Field(10, ge=1, le=120)
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        if not _EMAIL.match(v):
+            raise ValueError(f"{v!r} is not an email address")
+        return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "SmtpSettings":
+        if bool(self.username) != bool(self.password):
+            raise ValueError("set both username and password, or neither")
+        if self.password and not self.starttls and self.host not in LOOPBACK_HOSTS:
+            raise ValueError("credentials are only sent over starttls (or to localhost)")
+        return self
+
+
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+              ".webp": "image/webp"}
+LOGO_MAX_BYTES = 512 * 1024
+PAGE_LANGUAGES = ("fr", "en")
+
+
+def _luminance(colour: str) -> float:
+    """WCAG 2.1 relative luminance of ``#rrggbb``."""
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+class LocalizedText(_Strict):
+    """A text shown to citizens in each page language (French required)."""
+
+    fr: str = Field(min_length=1, max_length=200)
+    en: str | None = Field(None, min_length=1, max_length=200)
+
+    def get(self, lang: str) -> str:
+        return (self.en if lang == "en" else None) or self.fr
+
+
+def _localized(value: Any) -> Any:
+    return {"fr": value} if isinstance(value, str) else value
+
+
+class BrandingSettings(_Strict):
+    """The territory's identity on every citizen page (header, footer, titles); defaults: the Government of
+    New Caledonia.  Colours are checked for WCAG AA contrast; the logo is a file of the configuration directory."""
+
+    territory: str = Field("Gouvernement de la Nouvelle-Calédonie", min_length=1, max_length=80)
+    service_name: str = Field("NC Connect", min_length=1, max_length=40)
+    tagline: Annotated[LocalizedText, BeforeValidator(_localized)] = LocalizedText(
+        fr="Le sésame numérique des services publics de Nouvelle-Calédonie",
+        en="One login for New Caledonia's public online services")
+    operator: str = Field("Gouvernement de la Nouvelle-Calédonie", min_length=1, max_length=120)
+    logo: str | None = None  # relative to the configuration directory: svg, png, jpg or webp, at most 512 KiB
+    logo_alt: str | None = Field(None, min_length=1, max_length=120)  # default: the territory's name
+    # The République française block (Marianne): only for a deployment operated by the State itself.
+    marianne: bool = False
+    header_background: str = "#ffffff"
+    header_text: str = "#161616"
+
+    @field_validator("header_background", "header_text")
+    @classmethod
+    def _colour(cls, v: str) -> str:
+        if not _COLOUR.match(v):
+            raise ValueError(f"{v!r} is not a colour written #rrggbb")
+        return v.lower()
+
+    @field_validator("logo")
+    @classmethod
+    def _logo(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        path = Path(v)
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("must be a path inside the configuration directory")
+        if path.suffix.lower() not in LOGO_TYPES:
+            raise ValueError(f"must be one of {', '.join(sorted(LOGO_TYPES))}")
+        return v
+
+    @model_validator(mode="after")
+    def _contrast(self) -> "BrandingSettings":
+        ratio = contrast_ratio(self.header_background, self.header_text)
+        if ratio < 4.5:
+            raise ValueError(f"header_text on header_background has a contrast of {ratio:.2f}:1; "
+                             "WCAG AA needs at least 4.5:1")
+        return self
+
+
 class BrokerSettings(_Strict):
     issuer: str
     database_url: str = "sqlite:///nc-connect.db"
@@ -80,6 +190,10 @@ class BrokerSettings(_Strict):
     # Number of reverse proxies in front of the broker whose X-Forwarded-For is trusted
     # (for the client IP used by throttling).  Issuer and URLs never come from headers.
     trusted_proxies: int = Field(0, ge=0, le=5)
+    # Outgoing email (local accounts: sign-up, password reset, notices); without it, sign-up and reset are off.
+    smtp: SmtpSettings | None = None
+    # The territory's name, logo and header colours on the citizen pages.
+    branding: BrandingSettings = BrandingSettings()
 
     @field_validator("issuer")
     @classmethod
@@ -98,6 +212,7 @@ class BrokerSettings(_Strict):
 
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+EncAlg = Literal["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES"]
 SCOPES_KNOWN = (
     "openid", "profile", "email", "birth", "identite_pivot", "given_name", "family_name",
     "birthdate", "gender", "birthplace", "birthcountry", "preferred_username", "offline_access",
@@ -109,6 +224,12 @@ class ClientSettings(_Strict):
     name: str = Field(min_length=1)
     redirect_uris: list[URL] = Field(min_length=1)
     post_logout_redirect_uris: list[URL] = []
+    # The téléservice's home page (RFC 7591 client_uri): the citizen's way back from an error page;
+    # default: the origin of the first redirect URI.
+    client_uri: URL | None = None
+    # OpenID Connect Back-Channel Logout 1.0: the broker POSTs a logout token here when the session ends.
+    backchannel_logout_uri: URL | None = None
+    backchannel_logout_session_required: bool = False  # the logout token always carries sid anyway
     client_secret: str | None = None
     token_endpoint_auth_method: AuthMethod = "client_secret_basic"
     jwks: dict[str, Any] | None = None
@@ -121,6 +242,16 @@ class ClientSettings(_Strict):
     require_pkce: bool = True
     # For a legacy téléservice that cannot send them; ANSSI requires both (R12, R16).
     require_state_and_nonce: bool = True
+    # "franceconnect": FranceConnect's conventions (signed userinfo, amr only through the claims parameter,
+    # client_secret_post or private_key_jwt); FranceConnect itself is declared with it.
+    profile: Literal["default", "franceconnect"] = "default"
+    userinfo_signed_response_alg: Literal["ES256", "RS256"] | None = None
+    id_token_encrypted_response_alg: EncAlg | None = None
+    id_token_encrypted_response_enc: Literal["A256GCM"] = "A256GCM"
+    userinfo_encrypted_response_alg: EncAlg | None = None
+    userinfo_encrypted_response_enc: Literal["A256GCM"] = "A256GCM"
+    # "implied": a service of the same administration, no consent page (the audit log says so)
+    consent: Literal["explicit", "implied"] = "explicit"
 
     @field_validator("client_id")
     @classmethod
@@ -162,7 +293,21 @@ class ClientSettings(_Strict):
             raise ValueError("set jwks or jwks_uri, not both")
         if method == "none" and not self.require_pkce:
             raise ValueError("a public client (token_endpoint_auth_method none) must use PKCE")
+        if self.profile == "franceconnect":
+            if method not in ("client_secret_post", "private_key_jwt"):
+                raise ValueError("the franceconnect profile uses client_secret_post or private_key_jwt")
+            if not self.require_state_and_nonce:
+                raise ValueError("the franceconnect profile requires state and nonce")
+        if (self.id_token_encrypted_response_alg or self.userinfo_encrypted_response_alg) and not (self.jwks or self.jwks_uri):
+            raise ValueError("encrypted responses need the client's keys in jwks or jwks_uri")
         return self
+
+    @property
+    def userinfo_alg(self) -> str | None:
+        """The userinfo signature algorithm: FranceConnect's profile always signs (application/jwt)."""
+        if self.userinfo_signed_response_alg or self.profile != "franceconnect":
+            return self.userinfo_signed_response_alg
+        return self.id_token_signed_response_alg
 
     @property
     def is_public(self) -> bool:
@@ -171,6 +316,53 @@ class ClientSettings(_Strict):
     @property
     def sector_id(self) -> str:
         """Pairwise subjects are computed per sector (several client ids may share one)."""
+        return self.sector or self.client_id
+
+
+DATA_PROVIDER_SCOPES = tuple(s for s in SCOPES_KNOWN if s != "offline_access")
+
+
+class DataProviderSettings(_Strict):
+    """A data provider (fournisseur de données): checks téléservices' access tokens at ``/checktoken``."""
+
+    data_provider_id: str
+    name: str = Field(min_length=1)
+    client_id: str
+    client_secret: str = Field(min_length=32)
+    scopes: list[str] = Field(min_length=1)  # the scopes it serves: all it may see of a token
+    sector: str | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_uri: URL | None = None
+    checktoken_signed_response_alg: Literal["ES256", "RS256"] = "ES256"
+    checktoken_encrypted_response_alg: Literal["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES"] | None = None
+    checktoken_encrypted_response_enc: Literal["A256GCM"] = "A256GCM"
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str) -> str:
+        if not _CLIENT_ID.match(v):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
+        return v
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in DATA_PROVIDER_SCOPES]
+        if unknown:
+            raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(DATA_PROVIDER_SCOPES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _keys(self) -> "DataProviderSettings":
+        if self.jwks and self.jwks_uri:
+            raise ValueError("set jwks or jwks_uri, not both")
+        if self.checktoken_encrypted_response_alg and not (self.jwks or self.jwks_uri):
+            raise ValueError("checktoken_encrypted_response_alg needs the data provider's keys in jwks or jwks_uri")
+        return self
+
+    @property
+    def sector_id(self) -> str:
+        """The data provider's pairwise sector: its own ``sub`` for each citizen."""
         return self.sector or self.client_id
 
 
@@ -205,6 +397,7 @@ class Config:
     broker: BrokerSettings
     clients: dict[str, ClientSettings] = field(default_factory=dict)
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
+    data_providers: dict[str, DataProviderSettings] = field(default_factory=dict)  # by client_id
 
     def path(self, relative: str) -> Path:
         """Resolve a path written in broker.yaml relative to the configuration directory."""
@@ -311,6 +504,9 @@ def load_config(directory: str | Path, *, provider_validator=None) -> Config:
                 data["redis_url"] = _expand_env(data["redis_url"], problems, str(broker_file), "redis_url")
             if "database_url" in data:
                 data["database_url"] = _expand_env(data["database_url"], problems, str(broker_file), "database_url")
+            if isinstance(data.get("smtp"), dict) and "password" in data["smtp"]:
+                data["smtp"]["password"] = _expand_env(data["smtp"]["password"], problems, str(broker_file),
+                                                       "smtp.password")
             broker = _validate(BrokerSettings, data, str(broker_file), problems)
 
     clients: dict[str, ClientSettings] = {}
@@ -359,9 +555,54 @@ def load_config(directory: str | Path, *, provider_validator=None) -> Config:
     if broker and not any(p.enabled for p in providers.values()):
         problems.append(Problem(str(directory / "providers"), "", "no enabled identity source"))
 
+    data_providers = _load_data_providers(directory / "data_providers", clients, problems)
+    if broker is not None and broker.branding.logo:
+        problems.extend(_check_logo(directory, broker.branding.logo, str(broker_file)))
+
     if problems or broker is None:
         raise ConfigError(problems)
-    return Config(directory=directory.resolve(), broker=broker, clients=clients, providers=providers)
+    return Config(directory=directory.resolve(), broker=broker, clients=clients, providers=providers,
+                  data_providers=data_providers)
+
+
+def _load_data_providers(directory: Path, clients: dict[str, ClientSettings],
+                         problems: list[Problem]) -> dict[str, DataProviderSettings]:
+    """``data_providers/<id>.yaml``, keyed by their ``client_id`` (distinct from every téléservice's)."""
+    out: dict[str, DataProviderSettings] = {}
+    seen: dict[str, str] = {}
+    for stem, path in _entity_files(directory, "data provider", problems):
+        display = str(path)
+        data = _read_yaml(path, display, problems)
+        if data is None:
+            continue
+        data.setdefault("data_provider_id", stem)
+        if "client_secret" in data:
+            data["client_secret"] = _expand_env(data["client_secret"], problems, display, "client_secret")
+        dp = _validate(DataProviderSettings, data, display, problems)
+        if dp is None:
+            continue
+        if dp.client_id in seen:
+            problems.append(Problem(display, "client_id", f"duplicated client_id {dp.client_id!r} (also in {seen[dp.client_id]})"))
+            continue
+        if dp.client_id in clients:
+            problems.append(Problem(display, "client_id", f"{dp.client_id!r} is already a téléservice's client_id"))
+            continue
+        seen[dp.client_id] = display
+        if dp.jwks:
+            problems.extend(_check_jwks(dp.jwks, display))
+        out[dp.client_id] = dp
+    return out
+
+
+def _check_logo(directory: Path, logo: str, display: str) -> list[Problem]:
+    path = directory / logo
+    if not path.is_file():
+        return [Problem(display, "branding.logo", f"file {logo!r} not found in the configuration directory")]
+    if directory.resolve() not in path.resolve().parents:  # a symbolic link may not lead outside
+        return [Problem(display, "branding.logo", "must be a file inside the configuration directory")]
+    if path.stat().st_size > LOGO_MAX_BYTES:
+        return [Problem(display, "branding.logo", f"is larger than {LOGO_MAX_BYTES // 1024} KiB")]
+    return []
 
 
 def _check_jwks(jwks: dict, display: str) -> list[Problem]:

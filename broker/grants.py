@@ -95,6 +95,13 @@ def revoke_session_grants(broker: Broker, sid: str) -> None:
         s.execute(update(Grant).where(Grant.sid == sid).values(revoked=True))
 
 
+def revoke_account_grants(broker: Broker, account_id: str) -> int:
+    """Every grant of the account, so every refresh and access token (password reset, sign out everywhere)."""
+    with broker.sessions.begin() as s:
+        return s.execute(update(Grant).where(Grant.account_id == account_id, Grant.revoked.is_(False))
+                         .values(revoked=True)).rowcount
+
+
 def grant_active(broker: Broker, grant_id: str) -> Grant | None:
     with broker.sessions() as s:
         grant = s.get(Grant, grant_id)
@@ -177,7 +184,15 @@ def rotate_refresh_token(broker: Broker, token: str, client_id: str, scope: list
     return grant
 
 
-def id_token(broker: Broker, client: ClientSettings, grant: Grant, sub: str, access_token: str | None) -> str:
+def id_token(broker: Broker, client: ClientSettings, grant: Grant, sub: str, access_token: str | None,
+             requested: dict[str, Any] | None = None) -> str:
+    """OIDC Core §2.  ``requested``: the ``id_token`` member of the authorization request's ``claims``.
+
+    ``amr`` is always given to ordinary clients; the FranceConnect profile gives it only when
+    asked through the ``claims`` parameter, as FranceConnect does.
+    """
+    from broker.jose_out import seal
+
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": broker.config.broker.issuer,
@@ -187,12 +202,14 @@ def id_token(broker: Broker, client: ClientSettings, grant: Grant, sub: str, acc
         "iat": now,
         "auth_time": grant.auth_time,
         "acr": grant.acr,
-        "amr": grant.amr.split(),
         "sid": grant.sid,
         "azp": client.client_id,
     }
+    if client.profile != "franceconnect" or "amr" in (requested or {}):
+        claims["amr"] = grant.amr.split()
     if grant.nonce:
         claims["nonce"] = grant.nonce
     if access_token:
         claims["at_hash"] = at_hash(access_token)
-    return broker.keys.sign(claims, client.id_token_signed_response_alg)
+    return seal(broker, client, claims, sign_alg=client.id_token_signed_response_alg,
+                enc_alg=client.id_token_encrypted_response_alg, enc=client.id_token_encrypted_response_enc)

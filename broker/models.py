@@ -48,6 +48,12 @@ class LocalCredential(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Second factor (TOTP, RFC 6238): the base32 secret once enrolment is confirmed, and the last
+    # time step accepted, so that a code is never accepted twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    totp_last_step: Mapped[int | None] = mapped_column()
 
 
 class UpstreamLink(Base):
@@ -100,3 +106,77 @@ class EphemeralEntry(Base):
     value: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[float] = mapped_column(Float)
     __table_args__ = (Index("ix_ephemeral_expires_at", "expires_at"),)
+
+
+class AccountToken(Base):
+    """Emailed one-time links (address verification, password reset, email change), stored as SHA-256 only.
+
+    A sign-up creates no account until its link is used: ``data`` holds the pending sign-up
+    (declared identity and password hash) and ``account_id`` is empty.
+    """
+
+    __tablename__ = "account_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # signup, reset, email_change
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)  # where the link was sent
+    data: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RecoveryCode(Base):
+    """Second-factor recovery codes (80 random bits each), stored as SHA-256 only, single use."""
+
+    __tablename__ = "recovery_codes"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccountEvent(Base):
+    """The citizen's connection history and the account's audit trail.
+
+    ``account_id`` is deliberately not a foreign key: when an account is deleted its history
+    goes with it, but the record of the deletion itself stays.
+    """
+
+    __tablename__ = "account_events"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    acr: Mapped[str | None] = mapped_column(String(10))
+    __table_args__ = (Index("ix_account_events_account_at", "account_id", "at"),)
+
+
+class AccountSession(Base):
+    """Index of an account's browser sessions, whatever the ephemeral store (Redis or the database).
+
+    ``store_key`` is the session's key in the store (a SHA-256 of the cookie, never the cookie):
+    "sign out everywhere" and a password reset delete every listed key and revoke the grants of
+    every listed ``sid``.
+    """
+
+    __tablename__ = "account_sessions"
+    store_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    sid: Mapped[str] = mapped_column(String(64))
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    acr: Mapped[str | None] = mapped_column(String(10))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Consent(Base):
+    """What a citizen agreed to send to a téléservice: the scopes, hence exactly which pivot data."""
+
+    __tablename__ = "consents"
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(Text)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

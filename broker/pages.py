@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, redirect, request, url_for
+from flask_babel import gettext, lazy_gettext, ngettext
 
 from broker import throttle
 from broker.app import current_broker
 from broker.errors import AccessDenied
 from broker.identities import link_after_proof, resolve
 from broker.oidc.authorize import AuthorizationRequest, RedirectableError, error_response, pending_request
-from broker.web import browser, csrf_valid, error_page, page
+from broker.web import browser, csrf_valid, error_page, page, page_title
 from providers.base import PasswordProvider, UpstreamIdentity, level_rank
 
 blueprint = Blueprint("pages", __name__)
 audit = logging.getLogger("nc_connect.audit")
 
-GENERIC_FAILURE = "Adresse électronique ou mot de passe incorrect."
+GENERIC_FAILURE = lazy_gettext("Adresse électronique ou mot de passe incorrect.")
 LAST_SOURCE_COOKIE = "ncc_last_source"
-EXPIRED = ("Demande expirée", "Votre demande de connexion a expiré. Retournez sur le site du service "
-           "et cliquez à nouveau sur son bouton de connexion.")
+EXPIRED = (lazy_gettext("Demande expirée"),
+           lazy_gettext("Votre demande de connexion a expiré. Retournez sur le site du service "
+                        "et cliquez à nouveau sur son bouton de connexion."))
 
 
 def client_ip() -> str:
@@ -46,7 +49,11 @@ def local_provider() -> PasswordProvider | None:
 
 @blueprint.route("/")
 def home() -> Response:
-    return page("home.html", title="NC Connect", account_id=browser().account_id)
+    session = browser()
+    since = session.get("authenticated_at") or session.get("auth_time") if session.account_id else None
+    return page("home.html", title=current_broker().config.broker.branding.service_name,
+                account_id=session.account_id,
+                signed_in_at=datetime.fromtimestamp(since, timezone.utc) if since else None)
 
 
 # -- choosing a source ------------------------------------------------------
@@ -61,7 +68,9 @@ def _request_or_none(rid: str | None) -> tuple[AuthorizationRequest | None, Resp
 def start_source(provider_id: str, rid: str | None) -> Response:
     provider = current_broker().providers.get(provider_id)
     if provider is None:
-        return error_page("Source d'identité inconnue", "Cette source d'identité n'existe pas ou n'est pas activée.", 404)
+        return error_page(gettext("Moyen de connexion inconnu"),
+                          gettext("Ce moyen de connexion n'existe pas ou n'est pas activé."), 404,
+                          advice=gettext("Revenez au choix du moyen de connexion et choisissez-en un autre."))
     if isinstance(provider, PasswordProvider):
         return _login_page(rid)
     from broker.upstream import begin
@@ -88,10 +97,11 @@ def login() -> Response:
     settings = broker.config.providers
     choices = [{"id": p.provider_id, "name": p.name, "description": settings[p.provider_id].description,
                 "usable": level_rank(p.level) >= required, "last": p.provider_id == last,
-                "franceconnect": settings[p.provider_id].button == "franceconnect"}
+                "franceconnect": settings[p.provider_id].button == "franceconnect",
+                "plus": level_rank(p.level) >= level_rank("eidas2")}
                for p in sources]
     client = broker.config.clients.get(req.client_id) if req else None
-    return page("choose.html", title="Choisir comment se connecter – NC Connect", choices=choices, rid=rid or "",
+    return page("choose.html", title=page_title(gettext("Choisir comment se connecter")), choices=choices, rid=rid or "",
                 client=client, level=req.acr_required if req else None)
 
 
@@ -104,12 +114,15 @@ def login_with(provider_id: str) -> Response:
 
 # -- the local source -------------------------------------------------------
 
-def _login_page(rid: str | None, email: str = "", error: str | None = None, status: int = 200) -> Response:
+def _login_page(rid: str | None, email: str = "", error: str | None = None, status: int = 200,
+                errors: dict[str, str] | None = None) -> Response:
+    """The login form; ``error`` concerns the whole form, ``errors`` each field (shown beside it)."""
     broker = current_broker()
     req = pending_request(rid) if rid else None
     client = broker.config.clients.get(req.client_id) if req else None
-    title = ("Erreur : " if error else "") + "Connexion – NC Connect"
-    return page("login.html", status=status, title=title, rid=rid or "", error=error, client=client,
+    errors = {**({"form": error} if error else {}), **(errors or {})}
+    title = page_title(gettext("Connexion"), error=bool(errors))
+    return page("login.html", status=status, title=title, rid=rid or "", errors=errors, client=client,
                 email=email or (req.login_hint if req else "") or "", provider=local_provider(),
                 other_sources=len(broker.providers) > 1)
 
@@ -119,7 +132,8 @@ def login_submit() -> Response:
     broker = current_broker()
     rid = request.form.get("rid") or None
     if not csrf_valid():
-        return _login_page(rid, request.form.get("email", ""), "La page a expiré. Saisissez à nouveau vos identifiants.", 400)
+        return _login_page(rid, request.form.get("email", ""),
+                           gettext("La page a expiré. Saisissez à nouveau vos identifiants."), 400)
     req, expired = _request_or_none(rid)
     if expired:
         return expired
@@ -127,21 +141,32 @@ def login_submit() -> Response:
         return error_response(RedirectableError(AccessDenied("the citizen cancelled the login"), req.redirect_uri, req.state))
     provider = local_provider()
     if provider is None:
-        return error_page("Source d'identité inconnue", "La connexion par mot de passe n'est pas activée.", 404)
+        return error_page(gettext("Moyen de connexion inconnu"),
+                          gettext("La connexion par mot de passe n'est pas activée."), 404)
     email = request.form.get("email", "").strip()[:254]
     password = request.form.get("password", "")
+    missing = {**({"email": gettext("Saisissez votre adresse électronique.")} if not email else {}),
+               **({"password": gettext("Saisissez votre mot de passe.")} if not password else {})}
+    if missing:
+        return _login_page(rid, email, errors=missing)
     ip = client_ip()
     wait = throttle.retry_after(broker.store, email, ip)
     if wait:
         audit.info("login throttled source=%s ip=%s", provider.provider_id, ip)
         minutes = max(1, round(wait / 60))
-        return _login_page(rid, email, f"Trop de tentatives. Réessayez dans {minutes} minute{'s' if minutes > 1 else ''}.", 429)
+        return _login_page(rid, email, ngettext("Trop de tentatives. Réessayez dans %(num)d minute.",
+                                                "Trop de tentatives. Réessayez dans %(num)d minutes.", minutes), 429)
     identity = provider.authenticate(email, password) if email and password and len(password) <= 1024 else None
     if identity is None:
         throttle.record_failure(broker.store, email, ip)
         audit.info("login failure source=%s ip=%s", provider.provider_id, ip)
-        return _login_page(rid, email, GENERIC_FAILURE, 200)
+        return _login_page(rid, email, status=200, errors={"password": GENERIC_FAILURE})
     throttle.record_success(broker.store, email, ip)
+    from broker.account.mfa import after_password
+
+    second_step = after_password(identity, rid, provider)  # the second factor, or an offer to enrol
+    if second_step is not None:
+        return remember_source(second_step, provider.provider_id)
     return remember_source(finish_login(identity, rid, local_account=identity.subject), provider.provider_id)
 
 
@@ -150,7 +175,9 @@ def login_submit() -> Response:
 def continue_after_login(rid: str | None) -> Response:
     if rid:
         return redirect(url_for("oidc.resume", rid=rid), code=303)
-    return redirect(url_for("pages.home"), code=303)
+    from broker.account.hooks import after_login
+
+    return redirect(after_login(browser()) or url_for("pages.home"), code=303)
 
 
 def finish_login(identity: UpstreamIdentity, rid: str | None, *, local_account: str | None = None) -> Response:
@@ -176,6 +203,9 @@ def finish_login(identity: UpstreamIdentity, rid: str | None, *, local_account: 
                                     session_data=pending["session_data"])
         rid = pending["rid"] or rid
     session.sign_in(account_id, identity.acr, list(identity.amr), identity.auth_time, identity.provider_id)
+    from broker.account.hooks import signed_in
+
+    signed_in(broker, session, identity.provider_id, identity.acr)
     if identity.session_data:
         session["upstream"] = {"provider_id": identity.provider_id, "data": dict(identity.session_data)}
     audit.info("login success account=%s source=%s acr=%s", account_id, identity.provider_id, identity.acr)

@@ -93,7 +93,9 @@ class BrowserSession:
         if self.cookie_value:
             self.store.delete(_key(self.cookie_value))
         self.cookie_value = None
-        self.data = {k: v for k, v in self.data.items() if k == "authz"}
+        if self.account_id:  # a signed-in session: sign_in decides whether it goes on (same citizen) or ended
+            self.data["replaced"] = {k: self.data.get(k) for k in ("account_id", "sid", "clients")}
+        self.data = {k: v for k, v in self.data.items() if k in ("authz", "after_login", "replaced")}
         self.data["created"] = time.time()
         self.modified = True
 
@@ -111,7 +113,23 @@ class BrowserSession:
     def account_id(self) -> str | None:
         return self.data.get("account_id")
 
+    @property
+    def store_key(self) -> str | None:
+        """The session's key in the store (a hash of the cookie): what the per-account index holds."""
+        return _key(self.cookie_value) if self.cookie_value else None
+
     def sign_in(self, account_id: str, acr: str, amr: list[str], auth_time: int, provider_id: str) -> None:
         self.regenerate()
-        self.data.update(account_id=account_id, acr=acr, amr=amr, auth_time=auth_time,
-                         provider_id=provider_id, sid=secrets.token_urlsafe(16), clients=[])
+        previous = self.data.pop("replaced", None)  # also across a half-authenticated step (second factor)
+        self.cookie_value = secrets.token_urlsafe(32)  # known now, so the account's session index can list it
+        # The same citizen authenticating again (prompt=login, max_age, a second factor) continues the session:
+        # same sid and téléservices, so that a later logout still reaches them all (back-channel logout).
+        same = previous is not None and previous.get("account_id") == account_id and bool(previous.get("sid"))
+        # authenticated_at (float) tells apart two logins within one second, for prompt=login
+        self.data.update(account_id=account_id, acr=acr, amr=amr, auth_time=auth_time, authenticated_at=time.time(),
+                         provider_id=provider_id, sid=previous["sid"] if same else secrets.token_urlsafe(16),
+                         clients=list(previous.get("clients") or []) if same else [])
+        if previous is not None and not same:  # another citizen signs in on this browser: that session ended
+            from broker.oidc.backchannel import session_replaced
+
+            session_replaced(previous)

@@ -13,14 +13,15 @@ import logging
 import secrets
 import time
 
-from flask import Response, redirect, request, url_for
+from flask import Response, g, redirect, request, url_for
+from flask_babel import gettext
 
 from broker import accounts
 from broker.app import current_broker
 from broker.identities import create
 from broker.oidc.authorize import pending_request
 from broker.pages import blueprint, continue_after_login, finish_login, local_provider
-from broker.web import browser, csrf_valid, error_page, page
+from broker.web import browser, csrf_valid, error_page, page, page_title
 from providers.base import LEVELS, LoginRequest, RedirectProvider, UpstreamError, UpstreamIdentity, level_rank
 
 log = logging.getLogger("nc_connect.upstream")
@@ -36,9 +37,10 @@ def begin(provider: RedirectProvider, rid: str | None) -> Response:
     req = pending_request(rid) if rid else None
     required = level_rank(req.acr_required) if req else 0
     if level_rank(provider.level) < required:
-        return error_page("Niveau de garantie insuffisant",
-                          f"« {provider.name} » ne permet pas d'atteindre le niveau de garantie demandé par ce service. "
-                          "Choisissez une autre façon de vous connecter.", 400)
+        return error_page(gettext("Niveau de garantie insuffisant"),
+                          gettext("« %(source)s » ne permet pas d'atteindre le niveau de garantie demandé par ce service.",
+                                  source=provider.name), 400,
+                          advice=gettext("Revenez au choix du moyen de connexion et choisissez-en un autre."))
     login_request = LoginRequest(
         state=secrets.token_urlsafe(32), nonce=secrets.token_urlsafe(32), callback_url=callback_url(provider.provider_id),
         acr_values=tuple(level for level in LEVELS if required <= level_rank(level) <= level_rank(provider.level))
@@ -61,32 +63,49 @@ def begin(provider: RedirectProvider, rid: str | None) -> Response:
     }
     session["upstream_tx"] = transactions
     if step.post_url:
-        return page("autopost.html", title="Redirection – NC Connect", action=step.post_url, fields=step.post_fields)
-    return redirect(step.redirect_url, code=303)
+        response = page("autopost.html", title=page_title(gettext("Redirection")), action=step.post_url,
+                        fields=step.post_fields)
+    else:
+        response = redirect(step.redirect_url, code=303)
+    if getattr(provider, "answers_by_post", False):  # the answer comes by a cross-site POST (E-08)
+        from broker import upstream_post
+
+        upstream_post.bind(response, provider.provider_id, login_request.state, transactions[login_request.state])
+    return response
 
 
 def upstream_failure(provider_id: str, exc: UpstreamError) -> Response:
     """B-15: a page that explains, the cause in the logs, and no automatic loop back upstream."""
     log.warning("upstream %s failed: %s", provider_id, exc.detail or exc.message)
-    return error_page("Connexion impossible", exc.message + " Vous pouvez réessayer ou choisir une autre façon de vous connecter.", 400)
+    # providers mark their messages for translation (N_) without knowing Flask; they are translated here
+    return error_page(gettext("Connexion impossible"), gettext(exc.message), 400,
+                      advice=gettext("Vous pouvez réessayer, ou choisir une autre façon de vous connecter."))
 
 
 @blueprint.route("/callback/<provider_id>", methods=["GET", "POST"])
 def callback(provider_id: str) -> Response:
     broker = current_broker()
+    if getattr(broker.providers.get(provider_id), "answers_by_post", False):
+        from broker import upstream_post  # SAML: POST from the IdP, then a GET in the citizen's session
+
+        provider = broker.providers[provider_id]
+        return upstream_post.receive(provider) if request.method == "POST" else upstream_post.resume(provider)
     params = {k: v for k, v in request.values.items()}
     state = params.get("state") or params.get("RelayState") or ""
     transactions = dict(browser().get("upstream_tx", {}))
     tx = transactions.pop(state, None)
     if tx is not None:
         browser()["upstream_tx"] = transactions
+        g.rid = tx["rid"]  # the pending request: its language, and the way back to its téléservice
     if tx is None or tx["provider_id"] != provider_id:
         log.warning("upstream callback refused for %s: unknown, reused or foreign state", provider_id)
-        return error_page("Réponse inattendue",
-                          "La réponse du fournisseur d'identité ne correspond à aucune connexion en cours dans ce navigateur. "
-                          "Retournez sur le site du service et recommencez.", 400)
+        return error_page(gettext("Réponse inattendue"),
+                          gettext("La réponse du fournisseur d'identité ne correspond à aucune connexion en cours "
+                                  "dans ce navigateur."), 400,
+                          advice=gettext("Retournez sur le site du service et recommencez."))
     if tx["created"] + broker.config.broker.lifetimes.login_transaction < time.time():
-        return error_page("Demande expirée", "La connexion a pris trop de temps. Recommencez depuis le site du service.", 400)
+        return error_page(gettext("Demande expirée"), gettext("La connexion a pris trop de temps."), 400,
+                          advice=gettext("Recommencez depuis le site du service."))
     provider = broker.providers.get(provider_id)
     try:
         identity = provider.complete_login(params, tx["provider_state"], LoginRequest(**tx["request"]))
@@ -103,12 +122,13 @@ def link() -> Response:
     broker = current_broker()
     pending = browser().get("pending_link")
     if not pending:
-        return error_page("Aucune liaison en cours", "Il n'y a pas de compte à relier. Retournez sur le site du service.", 400)
+        return error_page(gettext("Aucune liaison en cours"), gettext("Il n'y a pas de compte à relier."), 400,
+                          advice=gettext("Retournez sur le site du service et recommencez."))
     with_password = any(accounts.has_local_credential(broker.sessions, a) for a in pending["candidates"])
     linked_sources = {link.provider_id for a in pending["candidates"] for link in accounts.links_of(broker.sessions, a)}
     sources = [p for pid, p in broker.providers.items() if pid in linked_sources and pid != pending["provider_id"]]
     local = local_provider() if with_password else None
-    return page("link.html", title="Relier votre compte – NC Connect", rid=pending["rid"] or "",
+    return page("link.html", title=page_title(gettext("Relier votre compte")), rid=pending["rid"] or "",
                 source_name=broker.providers[pending["provider_id"]].name, local=local, sources=sources)
 
 
@@ -119,7 +139,8 @@ def link_submit() -> Response:
     session = browser()
     pending = session.get("pending_link")
     if not csrf_valid() or not pending or request.form.get("action") != "new":
-        return error_page("Demande expirée", "La page a expiré. Retournez sur le site du service et recommencez.", 400)
+        return error_page(gettext("Demande expirée"), gettext("La page a expiré."), 400,
+                          advice=gettext("Retournez sur le site du service et recommencez."))
     identity = UpstreamIdentity(provider_id=pending["provider_id"], subject=pending["subject"], acr=pending["acr"],
                                 amr=tuple(pending["amr"]), auth_time=pending["auth_time"],
                                 session_data=pending["session_data"])
@@ -151,7 +172,7 @@ def logout_return() -> Response:
     broker = current_broker()
     pending = broker.store.consume("logout:" + request.args.get("state", "")[:100])
     if pending is None:
-        return page("logged_out.html", title="Vous êtes déconnecté")
+        return page("logged_out.html", title=page_title(gettext("Vous êtes déconnecté")))
     if pending.get("target"):
         return redirect(pending["target"], code=303)
-    return page("logged_out.html", title="Vous êtes déconnecté")
+    return page("logged_out.html", title=page_title(gettext("Vous êtes déconnecté")))

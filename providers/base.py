@@ -20,8 +20,14 @@ def level_rank(acr: str | None) -> int:
     return LEVELS.index(acr) + 1 if acr in LEVELS else 0
 
 
+def N_(message: str) -> str:
+    """Mark a citizen-facing message for translation (extracted by ``make i18n``); the broker's pages
+    translate it when they show it, so providers stay free of Flask and Babel."""
+    return message
+
+
 class UpstreamError(Exception):
-    """The source refused or failed.  ``message`` may be shown to the citizen (French);
+    """The source refused or failed.  ``message`` may be shown to the citizen (French, marked with N_);
     ``detail`` goes to the logs only and never carries tokens."""
 
     def __init__(self, message: str, detail: str = "") -> None:
@@ -43,6 +49,10 @@ class UpstreamIdentity:
     issuer: str = ""
     # Kept server-side by the broker for logout (e.g. the upstream ID token); never sent to browsers or clients.
     session_data: Mapping[str, Any] = field(default_factory=dict)
+    # A one-time identifier of the upstream message (e.g. the SAML Assertion ID): the broker accepts it
+    # once and remembers it until ``replay_until`` (a timestamp); providers themselves store nothing.
+    replay_id: str = ""
+    replay_until: int = 0
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,25 @@ class LoginStep:
     provider_state: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LogoutMessage:
+    """A front-channel logout message from the upstream, already verified by the provider.
+
+    ``kind == "request"``: the upstream ends the citizen's session (IdP-initiated);
+    ``subject`` and ``session_indexes`` say which, ``redirect_url`` carries the signed
+    answer back.  ``kind == "response"``: the answer to the broker's own logout request,
+    whose ``relay_state`` is the broker's logout ``state``.
+    """
+
+    kind: str
+    relay_state: str = ""
+    success: bool = True
+    subject: str = ""
+    session_indexes: tuple[str, ...] = ()
+    message_id: str = ""
+    redirect_url: str = ""
+
+
 @runtime_checkable
 class Provider(Protocol):
     provider_id: str
@@ -93,3 +122,13 @@ class RedirectProvider(Provider, Protocol):
 
     def begin_logout(self, session_data: Mapping[str, Any], state: str, return_url: str) -> str | None:
         """URL of the upstream logout to chain to (None when the source has none)."""
+
+
+# Optional capabilities of a redirect-style provider, looked up with getattr by the broker:
+#   answers_by_post: bool          the upstream returns by a cross-site POST (SAML): the broker binds the
+#                                  transaction with a separate SameSite=None cookie (checklist E-08)
+#   allows_unsolicited: bool       a POST without a pending transaction may be considered (IdP-initiated)
+#   form_action_origins() -> set   origins the broker's pages may post or redirect to (CSP form-action)
+#   sp_metadata() -> (bytes, type) metadata the broker publishes for this source
+#   handle_logout_message(query_string) -> LogoutMessage   front-channel logout at the broker's endpoint
+#   session_key(session_data) / logout_key(message) -> str  what links a logout message to sessions

@@ -29,15 +29,27 @@ def hash_password(password: str) -> str:
     return HASHER.hash(password)
 
 
+# What a password alone reaches.  The citizen's identity itself is declared, not verified.
+PASSWORD_LEVEL = "eidas1"
+SECOND_FACTOR_LEVELS = ("eidas1", "eidas2")
+
+
 class LocalProvider:
-    level = "eidas1"
+    """``level`` is the highest level a local login can reach: ``second_factor_level``, with a
+    second factor (TOTP).  A password-only login yields :data:`PASSWORD_LEVEL`; a deployment
+    following FranceConnect's rule that a second factor alone does not raise the level sets
+    ``second_factor_level: eidas1``."""
 
     def __init__(self, provider_id: str, name: str, credentials: CredentialStore,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, second_factor_level: str = "eidas2") -> None:
+        if second_factor_level not in SECOND_FACTOR_LEVELS:
+            raise ValueError(f"second_factor_level must be one of {SECOND_FACTOR_LEVELS}")
         self.provider_id = provider_id
         self.name = name
         self.credentials = credentials
         self.clock = clock
+        self.level = second_factor_level
+        self.second_factor_level = second_factor_level
 
     def authenticate(self, username: str, password: str) -> UpstreamIdentity | None:
         found = self.credentials.find(username.strip().lower())
@@ -57,7 +69,7 @@ class LocalProvider:
         return UpstreamIdentity(
             provider_id=self.provider_id,
             subject=account_id,
-            acr=self.level,
+            acr=PASSWORD_LEVEL,
             amr=("pwd",),
             auth_time=int(self.clock()),
             attributes=attributes,

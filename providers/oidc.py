@@ -53,7 +53,7 @@ from joserfc.jws import JWSRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from providers.base import LEVELS, LoginRequest, LoginStep, UpstreamError, UpstreamIdentity, level_rank
+from providers.base import LEVELS, LoginRequest, LoginStep, N_, UpstreamError, UpstreamIdentity, level_rank
 
 log = logging.getLogger("nc_connect.providers.oidc")
 
@@ -73,13 +73,13 @@ PROTOCOL_CLAIMS = frozenset({"iss", "aud", "azp", "exp", "iat", "nbf", "jti", "n
                              "s_hash", "sid"})
 
 # What the citizen reads (French); the cause goes to ``detail``.
-MSG_UNAVAILABLE = "Le fournisseur d'identité est momentanément indisponible. Veuillez réessayer plus tard."
-MSG_CANCELLED = "La connexion a été annulée ou refusée auprès du fournisseur d'identité."
-MSG_UPSTREAM_ERROR = "Le fournisseur d'identité a signalé une erreur. Veuillez réessayer plus tard."
-MSG_INVALID = ("La réponse du fournisseur d'identité n'a pas pu être vérifiée. "
-               "Veuillez recommencer la connexion.")
-MSG_LEVEL = "Le niveau de sécurité de la connexion auprès du fournisseur d'identité est insuffisant pour ce service."
-MSG_TOO_OLD = "Votre authentification auprès du fournisseur d'identité est trop ancienne. Veuillez vous reconnecter."
+MSG_UNAVAILABLE = N_("Le fournisseur d'identité est momentanément indisponible. Veuillez réessayer plus tard.")
+MSG_CANCELLED = N_("La connexion a été annulée ou refusée auprès du fournisseur d'identité.")
+MSG_UPSTREAM_ERROR = N_("Le fournisseur d'identité a signalé une erreur. Veuillez réessayer plus tard.")
+MSG_INVALID = N_("La réponse du fournisseur d'identité n'a pas pu être vérifiée. "
+                 "Veuillez recommencer la connexion.")
+MSG_LEVEL = N_("Le niveau de sécurité de la connexion auprès du fournisseur d'identité est insuffisant pour ce service.")
+MSG_TOO_OLD = N_("Votre authentification auprès du fournisseur d'identité est trop ancienne. Veuillez vous reconnecter.")
 
 
 # --------------------------------------------------------------------------- settings

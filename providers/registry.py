@@ -21,6 +21,7 @@ class Services:
 
     credentials: Any = None  # providers.local.CredentialStore
     config_dir: Path | None = None  # relative paths in provider files (keys, CA bundles) start here
+    public_url: str | None = None  # the broker's issuer: SAML endpoints (ACS, SLO, metadata) derive from it
 
 
 class ProviderKind(Protocol):
@@ -37,11 +38,18 @@ class _Kind:
 
 
 def _local() -> ProviderKind:
-    from providers.local import LocalProvider
+    from providers.local import SECOND_FACTOR_LEVELS, LocalProvider
+
+    def validate(raw: dict[str, Any], config_dir: Path) -> list[tuple[str, str]]:
+        problems = [(key, "unknown key") for key in sorted(raw) if key != "second_factor_level"]
+        if raw.get("second_factor_level", "eidas2") not in SECOND_FACTOR_LEVELS:
+            problems.append(("second_factor_level", f"must be one of {', '.join(SECOND_FACTOR_LEVELS)}"))
+        return problems
 
     return _Kind(
-        validate=lambda raw, config_dir: [(key, "unknown key") for key in sorted(raw)],
-        build=lambda pid, name, raw, services: LocalProvider(pid, name, services.credentials),
+        validate=validate,
+        build=lambda pid, name, raw, services: LocalProvider(
+            pid, name, services.credentials, second_factor_level=raw.get("second_factor_level", "eidas2")),
     )
 
 
@@ -53,7 +61,15 @@ def _oidc() -> ProviderKind:
                      pid, name, raw, base_dir=services.config_dir))
 
 
-BUILTIN: dict[str, Callable[[], ProviderKind]] = {"local": _local, "oidc": _oidc}
+def _saml() -> ProviderKind:
+    from providers.saml import SamlProvider, validate_settings
+
+    return _Kind(validate=lambda raw, config_dir: validate_settings(raw, config_dir),
+                 build=lambda pid, name, raw, services: SamlProvider.from_settings(
+                     pid, name, raw, public_url=services.public_url, base_dir=services.config_dir))
+
+
+BUILTIN: dict[str, Callable[[], ProviderKind]] = {"local": _local, "oidc": _oidc, "saml": _saml}
 
 
 def known_kinds() -> set[str]:

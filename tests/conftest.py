@@ -78,8 +78,10 @@ def write_config(directory: Path, *, database_url: str, redis_url: str | None = 
         f"issuer: {ISSUER}\ndatabase_url: {database_url}\n{redis_line}keys_dir: keys\n{extra}"
     )
     (directory / "providers" / "local.yaml").write_text("type: local\nname: Compte NC Connect\nmapping: local.yaml\n")
+    # consent: implied keeps the consent page out of tests about other things (tests/test_consent.py has it)
     default_clients = {
         "alpha": f"""
+            consent: implied
             name: Service Alpha
             redirect_uris: [https://alpha.example.nc/callback]
             post_logout_redirect_uris: [https://alpha.example.nc/bye]
@@ -88,12 +90,14 @@ def write_config(directory: Path, *, database_url: str, redis_url: str | None = 
             grant_types: [authorization_code, refresh_token]
         """,
         "beta": f"""
+            consent: implied
             name: Service Beta
             redirect_uris: [https://beta.example.nc/cb]
             client_secret: {SECRET}
             token_endpoint_auth_method: client_secret_post
         """,
         "spa": """
+            consent: implied
             name: Public app
             redirect_uris: [https://spa.example.nc/cb]
             token_endpoint_auth_method: none
@@ -237,11 +241,21 @@ class Flow:
             response = self.login(response)
             assert response.status_code == 303, response.data
             response = self.client.get(response.headers["Location"])
+        if "/consentement" in response.headers.get("Location", ""):
+            response = self.consent(response)
         location = response.headers["Location"]
         assert location.startswith(self.redirect_uri), location
         params = query_of(location)
         assert params["state"] == self.state
         return params["code"]
+
+    def consent(self, response, decision: str = "accept"):
+        """The citizen agrees (or not) to send the listed data to the téléservice."""
+        page = self.client.get(response.headers["Location"])
+        assert page.status_code == 200, page.data
+        html = page.get_data(as_text=True)
+        rid = re.search(r'name="rid" value="([^"]*)"', html).group(1)
+        return self.client.post("/consentement", data={"csrf_token": csrf_of(html), "rid": rid, "decision": decision})
 
     def token(self, code: str, **overrides):
         data = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,

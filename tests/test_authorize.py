@@ -204,8 +204,7 @@ def test_unknown_client_or_missing_redirect_uri_shows_error_page(client, overrid
     ({"max_age": "-1"}, "invalid_request"),
     ({"max_age": "abc"}, "invalid_request"),
     ({"max_age": "²"}, "invalid_request"),  # str.isdigit() is true, int() fails
-    ({"acr_values": "eidas2"}, "unmet_authentication_requirements"),
-    ({"acr_values": "eidas3"}, "unmet_authentication_requirements"),
+    ({"acr_values": "eidas3"}, "unmet_authentication_requirements"),  # no source reaches it
 ])
 def test_invalid_request_is_redirected_with_error_state_and_iss(client, overrides, error):
     flow = Flow(client)
@@ -376,9 +375,14 @@ def test_acr_values_eidas1_works_and_id_token_says_eidas1(client, account, broke
 
 
 def test_acr_values_eidas2_with_a_session_is_refused_never_a_code(client, account):
+    """A password-only session (eidas1) never answers eidas2: a new login (with a second factor) is
+    needed, and prompt=none cannot give one (the second factor itself: tests/account/test_mfa.py)."""
     Flow(client).code()
     flow = Flow(client)
-    assert_redirect_error(flow.authorize(acr_values="eidas2"), "unmet_authentication_requirements", state=flow.state)
+    assert goes_to_login(flow.authorize(acr_values="eidas2"))
+    flow = Flow(client)
+    assert_redirect_error(flow.authorize(acr_values="eidas2", prompt="none"), "unmet_authentication_requirements",
+                          state=flow.state)
 
 
 # -- legacy clients may omit state and nonce (per-client switch) --------------------------------------
@@ -547,7 +551,7 @@ def test_login_form_has_autocomplete_and_visible_labels(client):
     email, password = form.inputs["email"], form.inputs["password"]
     assert email["autocomplete"] == "username" and email["type"] == "email"
     assert password["autocomplete"] == "current-password" and password["type"] == "password"
-    assert form.labels[email["id"]].strip() == "Adresse électronique"
+    assert form.labels[email["id"]].strip() == "Adresse électronique" + "Format attendu : nom@domaine.nc"  # label, hint
     assert form.labels[password["id"]].strip() == "Mot de passe"
 
 

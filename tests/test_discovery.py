@@ -35,7 +35,8 @@ def test_metadata_advertises_only_what_is_enforced(client):
     assert meta["request_uri_parameter_supported"] is False
     assert "password" not in meta["grant_types_supported"]
     assert "implicit" not in meta["grant_types_supported"]
-    assert meta["acr_values_supported"] == ["eidas1"]  # only the local source is configured
+    # only the local source is configured: eidas1 with a password, eidas2 with a second factor
+    assert meta["acr_values_supported"] == ["eidas1", "eidas2"]
 
 
 def test_no_none_algorithm_is_advertised(client):

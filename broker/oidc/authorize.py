@@ -8,6 +8,7 @@ redirected (RFC 9700 §4.11.2); after that, errors go back to the client with
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from flask import Response, redirect, request, url_for
 
-from broker import grants
+from broker import consent, grants
 from broker.app import Broker, current_broker
 from broker.config import ClientSettings
 from broker.errors import (
@@ -31,6 +32,10 @@ from providers.base import LEVELS, level_rank
 PKCE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # BASE64URL(SHA256(verifier)) without padding
 PROMPTS = {"none", "login", "consent", "select_account"}
 MAX_PENDING = 5
+
+
+class ConsentRequired(OAuthError):
+    error = "consent_required"
 
 
 class UnmetAuthenticationRequirements(OAuthError):
@@ -53,6 +58,7 @@ class AuthorizationRequest:
     ui_locales: str | None = None
     acr_required: str | None = None
     idp_hint: str | None = None
+    claims: dict | None = None
     requested_at: float = 0.0
 
 
@@ -147,9 +153,33 @@ def check_max_age(params: dict[str, str]) -> int | None:
     return int(params["max_age"])
 
 
-def check_acr_values(broker: Broker, params: dict[str, str]) -> str | None:
+def check_claims(params: dict[str, str]) -> dict | None:
+    """OIDC Core §5.5: a JSON object with optional ``id_token`` and ``userinfo`` members."""
+    if "claims" not in params:
+        return None
+    try:
+        claims = json.loads(params["claims"])
+    except ValueError:
+        raise InvalidRequest("claims is not valid JSON") from None
+    if not isinstance(claims, dict) or set(claims) - {"id_token", "userinfo"} or not all(
+            isinstance(member, dict) and all(v is None or isinstance(v, dict) for v in member.values())
+            for member in claims.values()):
+        raise InvalidRequest("claims must be an object with id_token and userinfo members")
+    return claims
+
+
+def requested_acr_values(params: dict[str, str], claims: dict | None) -> list[str]:
+    """From ``acr_values``, or else from an ``acr`` claim request with ``values`` (OIDC Core §5.5.1.1)."""
+    if "acr_values" in params:
+        return params["acr_values"].split()
+    acr = ((claims or {}).get("id_token") or {}).get("acr") or {}
+    values = acr.get("values") or ([acr["value"]] if "value" in acr else [])
+    return [v for v in values if isinstance(v, str)]
+
+
+def check_acr_values(broker: Broker, params: dict[str, str], claims: dict | None = None) -> str | None:
     """The lowest eIDAS level listed is the minimum the request needs."""
-    requested = [v for v in params.get("acr_values", "").split() if v in LEVELS]
+    requested = [v for v in requested_acr_values(params, claims) if v in LEVELS]
     if not requested:
         return None
     minimum = min(requested, key=level_rank)
@@ -183,7 +213,8 @@ def validate(broker: Broker, params: dict[str, str]) -> AuthorizationRequest:
         challenge = check_pkce(client, params)
         prompt = check_prompt(params)
         max_age = check_max_age(params)
-        acr = check_acr_values(broker, params)
+        claims = check_claims(params)
+        acr = check_acr_values(broker, params, claims)
         idp_hint = check_idp_hint(broker, params, acr)
     except OAuthError as exc:
         raise RedirectableError(exc, redirect_uri, params.get("state")) from None
@@ -191,7 +222,7 @@ def validate(broker: Broker, params: dict[str, str]) -> AuthorizationRequest:
         client_id=client.client_id, redirect_uri=redirect_uri, scope=scope, state=params.get("state"),
         nonce=params.get("nonce"), code_challenge=challenge, prompt=prompt, max_age=max_age,
         login_hint=params.get("login_hint"), ui_locales=params.get("ui_locales"), acr_required=acr,
-        idp_hint=idp_hint, requested_at=time.time(),
+        idp_hint=idp_hint, claims=claims, requested_at=time.time(),
     )
 
 
@@ -217,7 +248,7 @@ def missing_authentication(req: AuthorizationRequest, *, after_login: bool) -> O
     if not session.account_id:
         return LoginRequired("the citizen is not signed in")
     auth_time = session.get("auth_time", 0)
-    if "login" in req.prompt and auth_time < int(req.requested_at):
+    if "login" in req.prompt and session.get("authenticated_at", 0) < req.requested_at:
         return LoginRequired("a fresh authentication is required")
     if req.max_age is not None and auth_time + req.max_age < time.time() - (5 if after_login else 0):
         return LoginRequired("the authentication is older than max_age")
@@ -233,7 +264,11 @@ def answer(broker: Broker, req: AuthorizationRequest) -> Response:
         "client_id": req.client_id, "redirect_uri": req.redirect_uri, "code_challenge": req.code_challenge,
         "nonce": req.nonce, "scope": " ".join(req.scope), "account_id": session.account_id,
         "auth_time": session["auth_time"], "acr": session["acr"], "amr": session["amr"], "sid": session["sid"],
+        "claims": req.claims,
     })
+    from broker.account.hooks import code_issued
+
+    code_issued(broker, session, req.client_id)
     clients = session.get("clients", [])
     if req.client_id not in clients:
         session["clients"] = clients + [req.client_id]
@@ -244,12 +279,8 @@ def answer(broker: Broker, req: AuthorizationRequest) -> Response:
     return redirect_to_client(req.redirect_uri, params)
 
 
-def proceed(broker: Broker, req: AuthorizationRequest, *, after_login: bool = False) -> Response:
-    missing = missing_authentication(req, after_login=after_login)
-    if missing is None:
-        return answer(broker, req)
-    if "none" in req.prompt or after_login:
-        raise RedirectableError(missing, req.redirect_uri, req.state)
+def park(req: AuthorizationRequest) -> str:
+    """Keep the request in the browser session while the citizen logs in or consents."""
     session = browser()
     pending = dict(session.get("authz", {}))
     if len(pending) >= MAX_PENDING:
@@ -257,7 +288,23 @@ def proceed(broker: Broker, req: AuthorizationRequest, *, after_login: bool = Fa
     rid = secrets.token_urlsafe(16)
     pending[rid] = asdict(req)
     session["authz"] = pending
-    return redirect(url_for("pages.login", rid=rid), code=303)
+    return rid
+
+
+def proceed(broker: Broker, req: AuthorizationRequest, *, after_login: bool = False) -> Response:
+    missing = missing_authentication(req, after_login=after_login)
+    if missing is None:
+        client = broker.config.clients[req.client_id]
+        to_ask = consent.missing(broker.sessions, browser().account_id, client, req.scope,
+                                 forced="consent" in req.prompt)
+        if not to_ask:
+            return answer(broker, req)
+        if "none" in req.prompt:
+            raise RedirectableError(ConsentRequired("the citizen has not consented yet"), req.redirect_uri, req.state)
+        return redirect(url_for("pages.consent", rid=park(req)), code=303)
+    if "none" in req.prompt or after_login:
+        raise RedirectableError(missing, req.redirect_uri, req.state)
+    return redirect(url_for("pages.login", rid=park(req)), code=303)
 
 
 @blueprint.route("/authorize", methods=["GET", "POST"])

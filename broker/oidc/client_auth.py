@@ -69,7 +69,7 @@ def _unverified_claims(assertion: str) -> dict[str, Any]:
     return claims
 
 
-def _client_keys(client: ClientSettings) -> KeySet:
+def client_keys(client: ClientSettings) -> KeySet:
     if client.jwks:
         return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
     uri = client.jwks_uri or ""
@@ -102,11 +102,11 @@ def _refetch_allowed(client: ClientSettings) -> bool:
 
 def _decode_assertion(client: ClientSettings, assertion: str):
     try:
-        return jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
+        return jwt.decode(assertion, client_keys(client), algorithms=ASSERTION_ALGS)
     except (JoseError, ValueError):
         if not _refetch_allowed(client):
             raise
-        return jwt.decode(assertion, _client_keys(client), algorithms=ASSERTION_ALGS)
+        return jwt.decode(assertion, client_keys(client), algorithms=ASSERTION_ALGS)
 
 
 def _check_assertion(broker: Broker, client: ClientSettings, assertion: str, audiences: set[str]) -> None:

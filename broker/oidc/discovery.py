@@ -9,6 +9,7 @@ from flask import Response, current_app, jsonify
 
 from broker.app import current_broker
 from broker.claims import SCOPE_CLAIMS
+from broker.jose_out import ENCRYPTION_ALGS
 from broker.keys import ALGORITHMS
 from broker.oidc import blueprint
 from broker.oidc.client_auth import ASSERTION_ALGS
@@ -48,13 +49,19 @@ def metadata() -> dict:
         "acr_values_supported": list(LEVELS[:best]),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["fr"],
-        "claims_parameter_supported": False,
+        "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": True,
         "authorization_response_iss_parameter_supported": True,
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "userinfo_signing_alg_values_supported": list(ALGORITHMS),
+        "id_token_encryption_alg_values_supported": list(ENCRYPTION_ALGS[:3]),
+        "id_token_encryption_enc_values_supported": ["A256GCM"],
+        "userinfo_encryption_alg_values_supported": list(ENCRYPTION_ALGS[:3]),
+        "userinfo_encryption_enc_values_supported": ["A256GCM"],
     }
 
 

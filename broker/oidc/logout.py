@@ -14,12 +14,13 @@ from flask import Response, request
 from broker import grants
 from broker.app import Broker, current_broker
 from broker.errors import InvalidRequest
-from broker.oidc import blueprint
+from broker.oidc import backchannel, blueprint
 from broker.oidc.params import single_params
 from broker.oidc.responses import add_query, log
-from broker.web import browser, csrf_valid, error_page, page
+from broker.web import browser, csrf_valid, error_page, page, page_title
 
 from flask import redirect
+from flask_babel import gettext
 
 
 class InvalidLogoutRequest(InvalidRequest):
@@ -60,6 +61,7 @@ def end_session(broker: Broker) -> dict | None:
     if session.get("sid"):
         grants.revoke_session_grants(broker, session["sid"])
         log.info("session ended for account %s", session.account_id)
+        backchannel.session_ended(broker, session.data)  # queued: never delays the citizen
     session.destroy()
     return upstream
 
@@ -72,7 +74,7 @@ def signed_out(target: str | None, upstream: dict | None = None) -> Response:
         return redirect(upstream_logout, code=303)
     if target:
         return redirect(target, code=303)
-    return page("logged_out.html", title="Vous êtes déconnecté")
+    return page("logged_out.html", title=page_title(gettext("Vous êtes déconnecté")))
 
 
 @blueprint.route("/logout", methods=["GET", "POST"])
@@ -81,7 +83,8 @@ def logout() -> Response:
     session = browser()
     if request.method == "POST" and request.form.get("confirm"):
         if not csrf_valid():
-            return error_page("Demande expirée", "La page de déconnexion a expiré. Recommencez la déconnexion.", 400)
+            return error_page(gettext("Demande expirée"), gettext("La page de déconnexion a expiré."), 400,
+                              advice=gettext("Recommencez la déconnexion depuis l'accueil de NC Connect."))
         target = session.get("logout_target")
         return signed_out(target, end_session(broker))
     try:
@@ -90,12 +93,13 @@ def logout() -> Response:
         target = check_post_logout_uri(broker, params, hint)
     except InvalidRequest as exc:
         log.info("logout refused: %s %s", exc.description, exc.detail)
-        return error_page("Demande de déconnexion invalide",
-                          "Le service qui vous a envoyé ici a fait une demande de déconnexion incorrecte. "
-                          "Vous pouvez fermer cette page, ou vous déconnecter depuis l'accueil de NC Connect.", 400)
+        return error_page(gettext("Demande de déconnexion invalide"),
+                          gettext("Le service qui vous a envoyé ici a fait une demande de déconnexion incorrecte."), 400,
+                          advice=gettext("Vous pouvez fermer cette page, ou vous déconnecter depuis l'accueil de "
+                                         "NC Connect."))
     if not session.account_id:
         return signed_out(target)
     if hint is not None and hint.get("sid") == session.get("sid"):
         return signed_out(target, end_session(broker))
     session["logout_target"] = target
-    return page("logout_confirm.html", title="Se déconnecter de NC Connect")
+    return page("logout_confirm.html", title=page_title(gettext("Se déconnecter")))

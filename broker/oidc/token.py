@@ -39,7 +39,8 @@ def check_pkce_verifier(binding: dict[str, Any], params: dict[str, str]) -> None
         raise InvalidGrant("code_verifier does not match the code_challenge")
 
 
-def token_response(broker: Broker, client: ClientSettings, grant, *, refresh: bool, scope: str | None = None) -> Response:
+def token_response(broker: Broker, client: ClientSettings, grant, *, refresh: bool, scope: str | None = None,
+                   requested_claims: dict | None = None) -> Response:
     """RFC 6749 §5.1; ``scope`` narrows the access token on refresh (RFC 6749 §6)."""
     scope = scope or grant.scope
     if get_account(broker.sessions, grant.account_id) is None:
@@ -52,7 +53,7 @@ def token_response(broker: Broker, client: ClientSettings, grant, *, refresh: bo
         "token_type": "Bearer",
         "expires_in": access.expires_in,
         "scope": scope,
-        "id_token": grants.id_token(broker, client, grant, sub, access.token),
+        "id_token": grants.id_token(broker, client, grant, sub, access.token, requested_claims),
     }
     if refresh:
         body["refresh_token"] = grants.issue_refresh_token(broker, grant)
@@ -71,7 +72,8 @@ def authorization_code_grant(broker: Broker, client: ClientSettings, params: dic
     check_pkce_verifier(binding, params)
     grant = grants.create_grant(broker, binding)
     grants.remember_redeemed(broker, binding["_hash"], grant.id)
-    return token_response(broker, client, grant, refresh="refresh_token" in client.grant_types)
+    return token_response(broker, client, grant, refresh="refresh_token" in client.grant_types,
+                          requested_claims=(binding.get("claims") or {}).get("id_token"))
 
 
 def refresh_token_grant(broker: Broker, client: ClientSettings, params: dict[str, str]) -> Response:

@@ -10,6 +10,7 @@ from broker import grants
 from broker.accounts import get_account, pivot_attributes
 from broker.app import current_broker
 from broker.claims import release
+from broker.jose_out import seal
 from broker.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from broker.oidc import blueprint
 from broker.oidc.client_auth import authenticate_client
@@ -45,7 +46,14 @@ def userinfo() -> Response:
         exc = InvalidToken("the access token is invalid, expired or revoked")
         return json_error(exc, www_authenticate='Bearer error="invalid_token", error_description="the access token is invalid, expired or revoked"')
     claims = {"sub": record["sub"], **release(pivot_attributes(account), record["scope"].split())}
-    return jsonify(claims)
+    client = broker.config.clients.get(record["client_id"])
+    if client is None or not (client.userinfo_alg or client.userinfo_encrypted_response_alg):
+        return jsonify(claims)
+    # OIDC Core §5.3.2: a signed (and possibly encrypted) response carries iss and aud
+    claims.update(iss=broker.config.broker.issuer, aud=client.client_id)
+    body = seal(broker, client, claims, sign_alg=client.userinfo_alg or client.id_token_signed_response_alg,
+                enc_alg=client.userinfo_encrypted_response_alg, enc=client.userinfo_encrypted_response_enc)
+    return Response(body, mimetype="application/jwt")
 
 
 def _client_for(endpoint: str, *, confidential: bool):

@@ -216,18 +216,26 @@ def browse(browser: requests.Session, url: str, stop_at: str) -> tuple[str, int]
         elif response.status_code == 200 and urlsplit(response.url).path == "/login":
             logins += 1
             response = submit_login_form(browser, response)
+        elif response.status_code == 200 and urlsplit(response.url).path == "/consentement":
+            response = accept_consent(browser, response)
         else:
             raise AssertionError(f"unexpected {response.status_code} at {response.url}: {response.text[:300]}")
     raise AssertionError("too many redirects")
 
 
 def submit_login_form(browser: requests.Session, page: requests.Response) -> requests.Response:
-    html = page.text
-    action = re.search(r'<form method="post" action="([^"]+)"', html).group(1)
+    # the login form is the one holding the password field (the page has others: language switch…)
+    html = next(f for f in re.findall(r"<form.*?</form>", page.text, re.S) if 'type="password"' in f)
+    action = re.search(r'action="([^"]+)"', html).group(1)
     hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
-    assert set(hidden) == {"csrf_token", "rid"} and hidden["rid"], hidden
+    assert {"csrf_token", "rid"} <= set(hidden) and hidden["rid"], hidden
     return browser.post(urljoin(page.url, action), data={**hidden, "email": EMAIL, "password": PASSWORD},
                         allow_redirects=False)
+
+
+def accept_consent(browser: requests.Session, page: requests.Response) -> requests.Response:
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    return browser.post(urljoin(page.url, "/consentement"), data={**hidden, "decision": "accept"}, allow_redirects=False)
 
 
 def sign_in(browser: requests.Session, rp: Client) -> tuple[Authorization, AccessTokenResponse, IdToken]:

@@ -110,6 +110,10 @@ class Browser:
 
     def code(self, response: requests.Response) -> str:
         back = self.follow(response, CALLBACK)
+        if back.status_code == 200 and "/consentement" in back.url:
+            hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', back.text))
+            back = self.follow(self.session.post(f"{self.live.issuer}/consentement", allow_redirects=False,
+                                                 data={**hidden, "decision": "accept"}, timeout=10), CALLBACK)
         params = {k: v[0] for k, v in parse_qs(urlsplit(back.headers["Location"]).query).items()}
         assert params.get("state") == self.state and params.get("iss") == self.live.issuer, params
         assert "code" in params, params

@@ -1,0 +1,130 @@
+"""Helpers shared by the account pages: the signed-in citizen, fresh authentication (D-16),
+form errors, throttling of the mail-sending forms (D-06) and the account's history."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import Response, redirect, request, url_for
+from sqlalchemy import delete, select
+
+from broker import throttle
+from broker.app import Broker, current_broker
+from broker.models import Account, AccountEvent, LocalCredential, utcnow
+from broker.web import browser, error_page, page
+
+audit = logging.getLogger("nc_connect.audit")
+
+# D-16: a change of password, email, second factor or the account's deletion needs an
+# authentication (login or password confirmation) at most this old.
+FRESH_AUTH = 10 * 60
+HISTORY_DAYS = 365
+NOUMEA = timezone(timedelta(hours=11), "Nouméa")  # New Caledonia has no daylight saving time
+EMAIL = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]{2,}$")
+# Where the login may send the citizen back to (E-12: fixed internal paths only)
+AFTER_LOGIN = {"/compte"}
+
+
+def valid_email(value: str) -> bool:
+    return len(value) <= 254 and bool(EMAIL.match(value))
+
+
+def mail_enabled(broker: Broker) -> bool:
+    return broker.config.broker.smtp is not None
+
+
+def client_ip() -> str:
+    from broker.pages import client_ip as ip
+
+    return ip()
+
+
+def signed_in_account() -> Account | None:
+    from broker.accounts import get_account
+
+    account_id = browser().account_id
+    return get_account(current_broker().sessions, account_id) if account_id else None
+
+
+def to_login() -> Response:
+    """Sign in first, then come back to the citizen's space."""
+    browser()["after_login"] = "/compte"
+    return redirect(url_for("pages.login"), code=303)
+
+
+def credential(broker: Broker, account_id: str) -> LocalCredential | None:
+    with broker.sessions() as s:
+        return s.get(LocalCredential, account_id)
+
+
+def is_fresh() -> bool:
+    session = browser()
+    last = max(session.get("auth_time", 0), session.get("reauth_at", 0))
+    return last + FRESH_AUTH >= time.time()
+
+
+def require_fresh(step: str) -> Response | None:
+    """None when the last authentication is fresh; otherwise the confirmation page, then back to ``step``."""
+    if is_fresh():
+        return None
+    return redirect(url_for("account.reauth", suite=step), code=303)
+
+
+def form_page(template: str, title: str, errors: dict[str, str] | None = None, status: int = 200,
+              **context: Any) -> Response:
+    """A form page; with errors, the title says so first (WCAG 3.3.1) and each error sits by its field."""
+    errors = errors or {}
+    if errors:
+        count = len(errors)
+        title = f"Erreur{'s' if count > 1 else ''} ({count}) : {title}"
+    return page(template, status=status, title=title + " – NC Connect", errors=errors, **context)
+
+
+def throttled(scope: str, *subjects: str) -> Response | None:
+    """The answer when the form is throttled for one of ``subjects`` (IP, email…), else None."""
+    wait = throttle.retry_after_scoped(current_broker().store, scope, subjects)
+    if not wait:
+        return None
+    minutes = max(1, round(wait / 60))
+    audit.info("%s throttled ip=%s", scope, client_ip())
+    return error_page("Trop de demandes", f"Trop de demandes ont été faites depuis votre connexion ou pour cette "
+                      f"adresse. Réessayez dans {minutes} minute{'s' if minutes > 1 else ''}.", 429)
+
+
+def record(broker: Broker, account_id: str, kind: str, *, client_id: str | None = None,
+           provider_id: str | None = None, acr: str | None = None) -> None:
+    """One line of the account's history (and of the audit log); no personal data beyond the ids."""
+    audit.info("account event %s account=%s client=%s source=%s acr=%s", kind, account_id, client_id or "-",
+               provider_id or "-", acr or "-")
+    with broker.sessions.begin() as s:
+        s.add(AccountEvent(account_id=account_id, kind=kind, client_id=client_id, provider_id=provider_id, acr=acr))
+        s.execute(delete(AccountEvent).where(AccountEvent.account_id == account_id,
+                                             AccountEvent.at < utcnow() - timedelta(days=HISTORY_DAYS)))
+
+
+def history(broker: Broker, account_id: str, limit: int = 50) -> list[AccountEvent]:
+    with broker.sessions() as s:
+        return list(s.execute(select(AccountEvent).where(AccountEvent.account_id == account_id)
+                              .order_by(AccountEvent.at.desc()).limit(limit)).scalars())
+
+
+def local_time(value: datetime | float | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)):
+        value = datetime.fromtimestamp(value, timezone.utc)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(NOUMEA).strftime("%d/%m/%Y à %H:%M")
+
+
+def service_names(broker: Broker) -> list[str]:
+    return [c.name for c in broker.config.clients.values()] + [p.name for p in broker.providers.values()]
+
+
+def user_agent() -> str:
+    return (request.headers.get("User-Agent") or "")[:200]
