@@ -120,6 +120,12 @@ def here() -> str:
     if request.method == "GET":
         return request.full_path.rstrip("?")
     rid = request.form.get("rid") or g.get("rid")
+    if request.endpoint == "pages.login_submit":  # the password form is shown by GET /login/<local source>
+        from broker.pages import local_provider
+
+        provider = local_provider()
+        if provider is not None:
+            return url_for("pages.login_with", provider_id=provider.provider_id, rid=rid or None)
     return request.path + ("?" + urlencode({"rid": rid}) if rid else "")
 
 

@@ -263,12 +263,12 @@ def sessions_end() -> Response:
         sessions_index.end_all(broker, account.id)
         record(broker, account.id, "sessions_ended")
         session.destroy()
-        return page("logged_out.html", title="Vous êtes déconnecté")
+        return page("logged_out.html", title="Vous êtes déconnecté – NC Connect")
     sid = request.form.get("sid", "")
     sessions_index.end(broker, account.id, sid)
     if sid == session.get("sid"):
         session.destroy()
-        return page("logged_out.html", title="Vous êtes déconnecté")
+        return page("logged_out.html", title="Vous êtes déconnecté – NC Connect")
     return redirect(url_for("account.space") + "#sessions", code=303)
 
 

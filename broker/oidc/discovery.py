@@ -48,7 +48,7 @@ def metadata() -> dict:
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", *claims],
         "acr_values_supported": list(LEVELS[:best]),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "ui_locales_supported": ["fr"],
+        "ui_locales_supported": ["fr", "en"],
         "claims_parameter_supported": True,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,

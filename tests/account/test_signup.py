@@ -151,9 +151,9 @@ def test_signup_form_is_accessible_and_works_without_javascript(client):
                         "family_name": "family-name", "birthdate": "bday", "gender": "sex"}.items():
         tag = re.search(rf'<(?:input|select)[^>]*\bid="{name}"[^>]*>', form).group(0)
         assert f'autocomplete="{token}"' in tag, tag
-        assert f'<label for="{name}">' in form  # a visible label for every field
+        assert f'<label for="{name}" class="fr-label">' in form  # a visible label for every field
     for name in fields:
-        assert f'<label for="{name}">' in form or name.endswith("-meter"), name
+        assert f'<label for="{name}" class="fr-label">' in form or name.endswith("-meter"), name
     password = re.search(r'<input[^>]*id="password"[^>]*>', form).group(0)
     # paste allowed, nothing cut: no maxlength, no onpaste, no autocomplete=off (D-04)
     assert "maxlength" not in password and "onpaste" not in html and 'type="password"' in password

@@ -41,7 +41,7 @@ def test_the_space_shows_identity_sources_history_and_sessions(app, client, acco
     page = client.get("/compte")
     assert page.status_code == 200
     body = text(page)
-    for shown in ("Jean Pierre", "Kabar", "14/07/1985", "Masculin", "Nouméa (France)", "non vérifiée",
+    for shown in ("Jean Pierre", "Kabar", "14 juillet 1985", "Masculin", "Nouméa (France)", "non vérifiée",
                   "Compte NC Connect", "Service Alpha", "Accès à un service", "(cette session)",
                   "Télécharger mes données", "Supprimer mon compte", "Me déconnecter partout"):
         assert shown in body, shown

@@ -133,12 +133,18 @@ class Browser:
         return claims, userinfo
 
 
+def franceconnect_button(live, choice) -> str:
+    """Where the DSFR FranceConnect button (a link carrying the pending request's rid) leads."""
+    return live.issuer + re.search(r'href="(/login/fc\?rid=[^"]+)"', choice.text).group(1)
+
+
 def test_citizen_logs_in_through_the_upstream_and_the_teleservice_gets_the_mapped_pivot_identity(live, upstream):  # noqa: F811
     browser = Browser(live, upstream)
     choice = browser.follow(browser.authorize(), live.issuer + "/never")
     assert choice.status_code == 200 and "Choisir comment se connecter" in choice.text
-    assert "S’identifier avec <span lang=\"fr\">FranceConnect</span>" in choice.text
-    start = browser.get(live.issuer + re.search(r'href="(/login/fc\?rid=[^"]+)"', choice.text).group(1))
+    assert re.search(r'<a class="fr-connect[^"]*" href="/login/fc\?rid=[^"]+" lang="fr">\s*<span class="fr-connect__login">'
+                     r'S’identifier avec</span>\s*<span class="fr-connect__brand">FranceConnect</span>', choice.text)
+    start = browser.get(franceconnect_button(live, choice))
     claims, userinfo = browser.tokens(browser.code(browser.via_upstream(start, "jean.kabar")))
     assert claims["acr"] == "eidas1" and claims["amr"] == ["pwd"]
     assert {k: userinfo[k] for k in ("given_name", "family_name", "birthdate", "gender", "birthplace",
@@ -162,7 +168,7 @@ def test_substantial_level_comes_from_the_upstream_and_weaker_sources_are_explai
     choice = browser.follow(browser.authorize(acr_values="eidas2"), live.issuer + "/never")
     assert "Annuaire des agents" in choice.text and "ne permet pas d'atteindre le niveau de garantie" in choice.text
     assert 'href="/login/low' not in choice.text
-    start = browser.get(live.issuer + re.search(r'href="(/login/fc\?rid=[^"]+)"', choice.text).group(1))
+    start = browser.get(franceconnect_button(live, choice))
     claims, _ = browser.tokens(browser.code(browser.via_upstream(start, "marie.wamytan")))
     assert claims["acr"] == "eidas2"
 
