@@ -148,6 +148,8 @@ class BrandingSettings(_Strict):
     marianne: bool = False
     header_background: str = "#ffffff"
     header_text: str = "#161616"
+    # "Besoin d'aide ?" on the login page (FranceConnect asks its identity providers for a support link)
+    support_url: URL | None = None
 
     @field_validator("header_background", "header_text")
     @classmethod

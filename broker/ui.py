@@ -187,6 +187,15 @@ def about_franceconnect() -> Response:
     return page("franceconnect.html", title=page_title(lazy_gettext("Qu’est-ce que FranceConnect ?")), rid=rid)
 
 
+@blueprint.route("/aide")
+def help_page() -> Response:
+    """The support link, one step away from the login page (which links to no other site, E-05)."""
+    from broker.web import page, page_title
+
+    rid = request.args.get("rid", "")[:100]
+    return page("help.html", title=page_title(lazy_gettext("Aide")), rid=rid)
+
+
 LEVEL_NAMES = {"eidas1": N_("faible (eIDAS 1)"), "eidas2": N_("substantiel (eIDAS 2)"), "eidas3": N_("élevé (eIDAS 3)")}
 
 
