@@ -155,9 +155,14 @@ def backend(request) -> str:
 
 @pytest.fixture
 def config_dir(tmp_path, backend) -> Path:
+    return write_config(tmp_path / "config", **storage_for(backend))
+
+
+def storage_for(backend: str) -> dict[str, str]:
+    """write_config's storage arguments for a backend: SQLite alone, or PostgreSQL + Redis."""
     if backend == "server":
-        return write_config(tmp_path / "config", database_url=PG_URL, redis_url=REDIS_URL)
-    return write_config(tmp_path / "config", database_url="sqlite:///broker.db")
+        return {"database_url": PG_URL, "redis_url": REDIS_URL}
+    return {"database_url": "sqlite:///broker.db"}
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.conftest import SECRET, Flow, query_of, write_config
+from tests.conftest import SECRET, Flow, query_of, storage_for, write_config
 
 CLIENTS = {
     "alpha": f"""
@@ -28,11 +28,7 @@ CLIENTS = {
 
 @pytest.fixture
 def config_dir(tmp_path, backend):
-    from tests.conftest import PG_URL, REDIS_URL
-
-    database = dict(database_url=PG_URL, redis_url=REDIS_URL) if backend == "server" else dict(
-        database_url="sqlite:///broker.db")
-    return write_config(tmp_path / "config", clients=CLIENTS, **database)
+    return write_config(tmp_path / "config", clients=CLIENTS, **storage_for(backend))
 
 
 def to_consent_page(client, flow: Flow, **params):

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Flow, write_config
+from tests.conftest import Flow, storage_for, write_config
 
 
 @pytest.fixture
 def config_dir(tmp_path, backend):
-    from tests.conftest import PG_URL, REDIS_URL
-
-    database = dict(database_url=PG_URL, redis_url=REDIS_URL) if backend == "server" else dict(
-        database_url="sqlite:///broker.db")
     return write_config(tmp_path / "config", extra="branding:\n  support_url: https://assistance.gouv.nc/nc-connect\n",
-                        **database)
+                        **storage_for(backend))
 
 
 def test_login_page_links(client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import SECRET, Flow, write_config
+from tests.conftest import SECRET, Flow, storage_for, write_config
 
 CLIENTS = {
     name: f"""
@@ -19,11 +19,7 @@ CLIENTS = {
 
 @pytest.fixture
 def config_dir(tmp_path, backend):
-    from tests.conftest import PG_URL, REDIS_URL
-
-    database = dict(database_url=PG_URL, redis_url=REDIS_URL) if backend == "server" else dict(
-        database_url="sqlite:///broker.db")
-    return write_config(tmp_path / "config", clients=CLIENTS, **database)
+    return write_config(tmp_path / "config", clients=CLIENTS, **storage_for(backend))
 
 
 def sub_for(client, name: str) -> str:
