@@ -51,6 +51,15 @@ def _check_url(value: str, *, allow_http_loopback: bool = True) -> str:
 URL = Annotated[str, AfterValidator(_check_url)]
 
 
+def _check_client_id(value: str) -> str:
+    if not _CLIENT_ID.match(value):
+        raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
+    return value
+
+
+ClientId = Annotated[str, AfterValidator(_check_client_id)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -222,7 +231,7 @@ SCOPES_KNOWN = (
 
 
 class ClientSettings(_Strict):
-    client_id: str
+    client_id: ClientId
     name: str = Field(min_length=1)
     redirect_uris: list[URL] = Field(min_length=1)
     post_logout_redirect_uris: list[URL] = []
@@ -254,13 +263,6 @@ class ClientSettings(_Strict):
     userinfo_encrypted_response_enc: Literal["A256GCM"] = "A256GCM"
     # "implied": a service of the same administration, no consent page (the audit log says so)
     consent: Literal["explicit", "implied"] = "explicit"
-
-    @field_validator("client_id")
-    @classmethod
-    def _client_id(cls, v: str) -> str:
-        if not _CLIENT_ID.match(v):
-            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
-        return v
 
     @field_validator("redirect_uris", "post_logout_redirect_uris")
     @classmethod
@@ -329,7 +331,7 @@ class DataProviderSettings(_Strict):
 
     data_provider_id: str
     name: str = Field(min_length=1)
-    client_id: str
+    client_id: ClientId
     client_secret: str = Field(min_length=32)
     scopes: list[str] = Field(min_length=1)  # the scopes it serves: all it may see of a token
     sector: str | None = None
@@ -338,13 +340,6 @@ class DataProviderSettings(_Strict):
     checktoken_signed_response_alg: Literal["ES256", "RS256"] = "ES256"
     checktoken_encrypted_response_alg: Literal["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES"] | None = None
     checktoken_encrypted_response_enc: Literal["A256GCM"] = "A256GCM"
-
-    @field_validator("client_id")
-    @classmethod
-    def _client_id(cls, v: str) -> str:
-        if not _CLIENT_ID.match(v):
-            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
-        return v
 
     @field_validator("scopes")
     @classmethod

@@ -97,6 +97,12 @@ def test_valid_configuration(conf):
         client_secret: {SECRET}
      """, "clients/alpha.yml: client_id: duplicated id 'alpha'"),
     ("broken.yaml", "name: [unclosed\n", "clients/broken.yaml: line"),
+    ("odd.yaml", f"""
+        client_id: "bad id!"
+        name: X
+        redirect_uris: [https://x.nc/cb]
+        client_secret: {SECRET}
+     """, "clients/odd.yaml: client_id: must be 1-64 letters, digits"),
 ])
 def test_each_client_mistake_is_reported_with_file_and_key(conf, file, body, expected):
     add_client(conf, file, body)
