@@ -64,6 +64,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Translation(_Strict):
+    """A client's or identity source's text in another language than French (the config files' language)."""
+
+    name: str | None = Field(None, min_length=1)
+    description: str | None = None
+
+
+# ``translations: {en: {name: …, description: …}}``: one entry per language of the pages other than French.
+Translations = dict[Literal["en"], Translation]
+
+
 class Lifetimes(_Strict):
     """Lifetimes in seconds.  FranceConnect uses a 30 s code and 60 s tokens."""
 
@@ -233,6 +244,7 @@ SCOPES_KNOWN = (
 class ClientSettings(_Strict):
     client_id: ClientId
     name: str = Field(min_length=1)
+    translations: Translations = {}
     redirect_uris: list[URL] = Field(min_length=1)
     post_logout_redirect_uris: list[URL] = []
     # The téléservice's home page (RFC 7591 client_uri): the citizen's way back from an error page;
@@ -371,6 +383,7 @@ class ProviderSettings(_Strict):
     type: str
     name: str = Field(min_length=1)
     description: str = ""
+    translations: Translations = {}
     mapping: str
     enabled: bool = True
     order: int = 100
@@ -421,6 +434,8 @@ class Config:
 def _loc(loc: tuple) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a mapping's key: the key itself is the last part already
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

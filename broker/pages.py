@@ -9,6 +9,7 @@ from flask import Blueprint, Response, redirect, request, url_for
 from flask_babel import gettext, lazy_gettext, ngettext
 
 from broker import throttle
+from broker.ui import localized
 from broker.app import current_broker
 from broker.errors import AccessDenied
 from broker.identities import link_after_proof, resolve
@@ -95,7 +96,8 @@ def login() -> Response:
     last = request.cookies.get(LAST_SOURCE_COOKIE)
     sources.sort(key=lambda p: p.provider_id != last)
     settings = broker.config.providers
-    choices = [{"id": p.provider_id, "name": p.name, "description": settings[p.provider_id].description,
+    choices = [{"id": p.provider_id, "name": localized(settings[p.provider_id]),
+                "description": localized(settings[p.provider_id], "description"),
                 "usable": level_rank(p.level) >= required, "last": p.provider_id == last,
                 "franceconnect": settings[p.provider_id].button == "franceconnect",
                 "plus": level_rank(p.level) >= level_rank("eidas2")}

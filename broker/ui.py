@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Flask, Response, g, redirect, request, send_file, url_for
-from flask_babel import Babel, force_locale, get_locale, lazy_gettext
+from flask_babel import Babel, get_locale, lazy_gettext
 
 log = logging.getLogger("nc_connect.ui")
 
@@ -28,8 +28,6 @@ TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 LANGUAGES = {"fr": "Français", "en": "English"}
 DEFAULT_LANGUAGE = "fr"
 LANG_COOKIE = "ncc_lang"
-# Templates not yet translated render in French whatever the language (their <html lang> stays true).
-FRENCH_ONLY_TEMPLATES = ("account/",)
 
 blueprint = Blueprint("ui", __name__)
 babel = Babel()
@@ -88,21 +86,6 @@ def select_language() -> str:
 def current_language() -> str:
     locale = get_locale()
     return locale.language if locale is not None and locale.language in LANGUAGES else DEFAULT_LANGUAGE
-
-
-def language_for(template: str):
-    """A context in which ``template`` renders: French for templates not translated yet."""
-    if template.startswith(FRENCH_ONLY_TEMPLATES):
-        return force_locale(DEFAULT_LANGUAGE)
-    return _Nothing()
-
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def safe_return_path(value: str | None) -> str:
@@ -205,6 +188,19 @@ def level_name(acr: str | None) -> str:
     return gettext(LEVEL_NAMES[acr]) if acr in LEVEL_NAMES else (acr or "")
 
 
+def localized(item, field: str = "name") -> str:
+    """A téléservice's or identity source's ``name`` (or ``description``) in the page's language, from the
+    ``translations`` of its config file; French, the config files' language, otherwise.  ``item`` is the
+    settings of a client or a provider, or a provider plugin (looked up by its ``provider_id``)."""
+    from broker.app import current_broker
+
+    settings = item
+    if not hasattr(item, "translations") and hasattr(item, "provider_id"):
+        settings = current_broker().config.providers.get(item.provider_id, item)
+    translation = getattr(settings, "translations", {}).get(current_language())
+    return getattr(translation, field, None) or getattr(item, field)
+
+
 def client_home(client) -> str:
     """The téléservice's home page: its ``client_uri``, else the origin of its first redirect URI."""
     if client.client_uri:
@@ -221,6 +217,7 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_language)
     app.register_blueprint(blueprint)
     app.jinja_env.filters["level_name"] = level_name
+    app.jinja_env.filters["localized"] = localized
     problem = dsfr_problem()
     if problem:
         log.error("citizen pages will have no style: %s", problem)

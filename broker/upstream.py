@@ -17,6 +17,7 @@ from flask import Response, g, redirect, request, url_for
 from flask_babel import gettext
 
 from broker import accounts
+from broker.ui import localized
 from broker.app import current_broker
 from broker.identities import create
 from broker.oidc.authorize import pending_request
@@ -39,7 +40,7 @@ def begin(provider: RedirectProvider, rid: str | None) -> Response:
     if level_rank(provider.level) < required:
         return error_page(gettext("Niveau de garantie insuffisant"),
                           gettext("« %(source)s » ne permet pas d'atteindre le niveau de garantie demandé par ce service.",
-                                  source=provider.name), 400,
+                                  source=localized(provider)), 400,
                           advice=gettext("Revenez au choix du moyen de connexion et choisissez-en un autre."))
     login_request = LoginRequest(
         state=secrets.token_urlsafe(32), nonce=secrets.token_urlsafe(32), callback_url=callback_url(provider.provider_id),
@@ -129,7 +130,7 @@ def link() -> Response:
     sources = [p for pid, p in broker.providers.items() if pid in linked_sources and pid != pending["provider_id"]]
     local = local_provider() if with_password else None
     return page("link.html", title=page_title(gettext("Relier votre compte")), rid=pending["rid"] or "",
-                source_name=broker.providers[pending["provider_id"]].name, local=local, sources=sources)
+                source_name=localized(broker.providers[pending["provider_id"]]), local=local, sources=sources)
 
 
 @blueprint.route("/lier", methods=["POST"])

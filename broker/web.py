@@ -39,10 +39,7 @@ def csrf_valid() -> bool:
 
 
 def page(template: str, status: int = 200, **context) -> Response:
-    from broker.ui import language_for
-
-    with language_for(template):
-        html = render_template(template, csrf_token=browser().csrf_token(), template_name=template, **context)
+    html = render_template(template, csrf_token=browser().csrf_token(), template_name=template, **context)
     return Response(html, status=status, mimetype="text/html")
 
 
@@ -73,12 +70,12 @@ def error_page(title: str, message: str, status: int = 400, back_url: str | None
                advice: str | None = None, back_label: str | None = None) -> Response:
     """A page a citizen can act on: what happened (``message``), what to do (``advice``), and a way back
     to the téléservice when it is known (``back_url``, else the pending request's client)."""
-    from broker.ui import client_home
+    from broker.ui import client_home, localized
 
     client = _current_client() if back_url is None else None
     if client is not None:
         back_url = client_home(client)
-        back_label = back_label or gettext("Retourner sur %(service)s", service=client.name)
+        back_label = back_label or gettext("Retourner sur %(service)s", service=localized(client))
     return page("error.html", status=status, title=page_title(title), heading=title, message=message,
                 advice=advice, back_url=back_url, back_label=back_label or gettext("Retourner au service"),
                 reference=g.get("correlation_id") if status >= 500 else None)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from broker.cli import main
 from broker.ui import DSFR_DIR, DSFR_VERSION, LANG_COOKIE, dsfr_problem
-from tests.conftest import Flow, csrf_of, write_config
+from tests.conftest import SECRET, Flow, csrf_of, write_config
 from tests.test_authorize import login_page
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +210,8 @@ def test_every_message_is_translated_and_the_compiled_catalogue_is_current():
         return {frozen(m.id): frozen(m.string) for m in catalog if m.id and not m.fuzzy}
 
     assert entries(mo) == entries(po), "messages.mo is not the compilation of messages.po: run make i18n"
-    method_map = [("broker/**.py", "python"), ("providers/**.py", "python"), ("broker/templates/*.html", "jinja2")]
+    method_map = [("broker/**.py", "python"), ("providers/**.py", "python"), ("broker/templates/**.html", "jinja2"),
+                  ("broker/templates/account/email/*.txt", "jinja2")]
     found = set()
     for _, _, message, _, _ in extract_from_dir(str(ROOT), method_map, keywords={
             "_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "N_": None}):
@@ -221,15 +222,17 @@ def test_every_message_is_translated_and_the_compiled_catalogue_is_current():
 
 
 def test_templates_hold_no_untranslated_french_text():
-    """Every sentence of the converted templates goes through _(): no French text between tags."""
-    for path in sorted((ROOT / "broker" / "templates").glob("*.html")):
-        if path.name in ("consent.html", "consents.html"):
-            continue  # the consent pages are not converted yet
+    """Every sentence of the pages and emails goes through _(): no French text between tags or in a mail."""
+    templates = ROOT / "broker" / "templates"
+    for path in sorted(templates.glob("**/*.txt")):
+        text = re.sub(r"{#.*?#}|{{.*?}}|{%.*?%}", "", path.read_text(encoding="utf-8"), flags=re.S)
+        assert re.findall(r"[A-Za-zÀ-ÿ]{2,}", text) == [], f"{path.relative_to(templates)}"
+    for path in sorted(templates.glob("**/*.html")):
         text = re.sub(r"{#.*?#}|{{.*?}}|{%.*?%}", "", path.read_text(encoding="utf-8"), flags=re.S)
         words = [w for w in re.findall(r">([^<>]*[A-Za-zÀ-ÿ][^<>]*)<", text)
                  if w.strip() and w.strip() not in ("S’identifier avec", "FranceConnect", "République", "Française",
                                                     "franceconnect.gouv.fr")]
-        assert words == [], f"{path.name}: {words}"
+        assert words == [], f"{path.relative_to(templates)}: {words}"
 
 
 # -- forms and error pages --------------------------------------------------------------------
@@ -330,4 +333,49 @@ client_secret: fc-secret-fc-secret-fc-secret-fc-secret
     assert '<a class="fr-btn fr-btn--secondary ncc-source__button" href="/login/local">Se connecter avec Compte NC Connect</a>' in html
     about = client.get("/franceconnect")
     assert about.status_code == 200 and 'href="https://franceconnect.gouv.fr/" rel="noopener noreferrer"' in about.get_data(as_text=True)
+    app.extensions["nc_connect"].engine.dispose()
+
+
+def test_names_and_descriptions_from_the_config_files_follow_the_language(tmp_path):
+    """A source's and a téléservice's name and description come in English from their ``translations``."""
+    from broker.app import create_app
+
+    conf = write_config(tmp_path / "config", database_url="sqlite:///broker.db", clients={"impots": f"""
+consent: implied
+name: Impôts en ligne
+translations: {{en: {{name: Online tax return}}}}
+redirect_uris: [https://impots.example.nc/cb]
+client_secret: {SECRET}
+"""})
+    (conf / "providers" / "local.yaml").write_text("""type: local
+name: Compte NC Connect
+description: Adresse électronique et mot de passe
+translations:
+  en: {name: NC Connect account, description: Email address and password}
+mapping: local.yaml
+""")
+    (conf / "providers" / "agents.yaml").write_text("""type: oidc
+name: Annuaire des agents
+description: Votre compte d’agent
+mapping: franceconnect.yaml
+issuer: https://agents.example
+authorization_endpoint: https://agents.example/authorize
+token_endpoint: https://agents.example/token
+jwks_uri: https://agents.example/jwks
+client_id: nc-connect
+client_secret: agents-secret-agents-secret-agents-secret
+""")
+    app = create_app(conf, migrate=True)
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    for lang, texts in (("fr", ["Se connecter avec Compte NC Connect", "Adresse électronique et mot de passe",
+                                "Pour accéder au service Impôts en ligne"]),
+                        ("en", ["Sign in with NC Connect account", "Email address and password",
+                                "To use Online tax return", "Sign in with Annuaire des agents"])):
+        choose = client.get(Flow(client, client_id="impots", redirect_uri="https://impots.example.nc/cb")
+                            .authorize(ui_locales=lang).headers["Location"])
+        html = choose.get_data(as_text=True)
+        assert lang_of(choose) == lang
+        for text in texts:
+            assert text in html, (lang, text)
     app.extensions["nc_connect"].engine.dispose()

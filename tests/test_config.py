@@ -177,3 +177,16 @@ def test_missing_directory(tmp_path):
 def test_config_directory_from_environment(conf, monkeypatch):
     monkeypatch.setenv("NC_CONNECT_CONFIG", str(conf))
     assert run("check-config").exit_code == 0
+
+
+def test_translations_only_for_the_languages_of_the_pages(conf):
+    add_client(conf, "tr.yaml", f"""
+        name: Impôts en ligne
+        translations: {{de: {{name: Steuern}}, en: {{title: Tax}}}}
+        redirect_uris: [https://x.nc/cb]
+        client_secret: {SECRET}
+    """)
+    result = run("--config", str(conf), "check-config")
+    assert result.exit_code != 0
+    assert "clients/tr.yaml: translations.de: Input should be 'en'" in result.output, result.output
+    assert "clients/tr.yaml: translations.en.title: unknown key" in result.output, result.output
