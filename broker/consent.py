@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from flask_babel import lazy_gettext
 from sqlalchemy import delete, select
 from sqlalchemy.orm import sessionmaker
 
@@ -19,23 +20,26 @@ audit = logging.getLogger("nc_connect.audit")
 # Scopes that release no personal data need no consent.
 FREE_SCOPES = {"openid"}
 
+# The labels are translated when shown (lazy_gettext): in the language of the page that lists them.
 CLAIM_LABELS = {
-    "given_name": "Vos prénoms",
-    "family_name": "Votre nom de naissance",
-    "preferred_username": "Votre nom d'usage",
-    "birthdate": "Votre date de naissance",
-    "gender": "Votre sexe",
-    "birthplace": "Votre lieu de naissance",
-    "birthcountry": "Votre pays de naissance",
-    "email": "Votre adresse électronique",
+    "given_name": lazy_gettext("Vos prénoms"),
+    "family_name": lazy_gettext("Votre nom de naissance"),
+    "preferred_username": lazy_gettext("Votre nom d'usage"),
+    "birthdate": lazy_gettext("Votre date de naissance"),
+    "gender": lazy_gettext("Votre sexe"),
+    "birthplace": lazy_gettext("Votre lieu de naissance"),
+    "birthcountry": lazy_gettext("Votre pays de naissance"),
+    "email": lazy_gettext("Votre adresse électronique"),
 }
+OFFLINE_ACCESS_LABEL = lazy_gettext("Un accès prolongé, même après votre déconnexion")
 
 
-def data_labels(scopes: list[str]) -> list[str]:
-    """The personal data the scopes release, in the citizen's words (email_verified goes with email)."""
+def data_labels(scopes: list[str]) -> list:
+    """The personal data the scopes release, in the citizen's words (email_verified goes with email):
+    lazy strings, translated when the page shows them."""
     labels = [CLAIM_LABELS[c] for c in claims_for_scopes(scopes) if c in CLAIM_LABELS]
     if "offline_access" in scopes:
-        labels.append("Un accès prolongé, même après votre déconnexion")
+        labels.append(OFFLINE_ACCESS_LABEL)
     return labels
 
 

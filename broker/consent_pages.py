@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Response, redirect, request, url_for
+from flask_babel import format_date, gettext
 
 from broker import consent
 from broker.app import current_broker
 from broker.errors import AccessDenied
 from broker.oidc.authorize import RedirectableError, answer, error_response, pending_request
 from broker.pages import EXPIRED, blueprint
-from broker.web import browser, csrf_valid, error_page, page
+from broker.ui import DEFAULT_LANGUAGE, current_language, localized
+from broker.web import browser, csrf_valid, error_page, page, page_title
+
+
+def granted_on(when: datetime) -> str:
+    """The day a consent was given, in Nouméa, in the page's language: 12/04/2026 in French, the long
+    form elsewhere (April 12, 2026: no day/month order to guess)."""
+    return format_date(when, "short" if current_language() == DEFAULT_LANGUAGE else "long")
 
 
 @blueprint.route("/consentement", methods=["GET"], endpoint="consent")
@@ -20,8 +30,8 @@ def consent_page() -> Response:
     if req is None or not browser().account_id:
         return error_page(*EXPIRED, status=400)
     client = broker.config.clients[req.client_id]
-    return page("consent.html", title=f"Autoriser {client.name} – NC Connect", rid=rid, client=client,
-                data=consent.data_labels(req.scope))
+    return page("consent.html", title=page_title(gettext("Autoriser %(service)s", service=localized(client))),
+                rid=rid, client=client, data=consent.data_labels(req.scope))
 
 
 @blueprint.route("/consentement", methods=["POST"])
@@ -48,11 +58,12 @@ def consents_list() -> Response:
     account_id = browser().account_id
     if not account_id:
         return redirect(url_for("pages.login"), code=303)
+    clients = broker.config.clients
     items = [{"client_id": c.client_id,
-              "name": broker.config.clients[c.client_id].name if c.client_id in broker.config.clients else c.client_id,
-              "data": consent.data_labels(c.scope.split()), "granted_at": c.granted_at}
+              "name": localized(clients[c.client_id]) if c.client_id in clients else c.client_id,
+              "data": consent.data_labels(c.scope.split()), "granted_on": granted_on(c.granted_at)}
              for c in consent.consents_of(broker.sessions, account_id)]
-    return page("consents.html", title="Mes autorisations – NC Connect", items=items)
+    return page("consents.html", title=page_title(gettext("Mes autorisations")), items=items)
 
 
 @blueprint.route("/compte/autorisations", methods=["POST"])
@@ -60,6 +71,6 @@ def consents_revoke() -> Response:
     broker = current_broker()
     account_id = browser().account_id
     if not account_id or not csrf_valid():
-        return error_page("Demande expirée", "La page a expiré. Rechargez-la et recommencez.", 400)
+        return error_page(gettext("Demande expirée"), gettext("La page a expiré. Rechargez-la et recommencez."), 400)
     consent.revoke(broker.sessions, account_id, request.form.get("client_id", ""))
     return redirect(url_for("pages.consents_list"), code=303)

@@ -1,11 +1,15 @@
 """Outgoing email over SMTP (``smtp`` in ``broker.yaml``): verification links, reset links, notices.
 
-Every message is in French, plain text and HTML, signed with the broker's name.  No
-tracking: no remote images, no pixel, no redirecting or tagged links; the only links
-point at the broker's own issuer URL.  Messages are rendered from
-``templates/account/email/<name>.txt``: its first line is the subject, the rest the
-plain text body; the HTML body is the same text laid out by ``_layout.html`` (paragraphs,
-links made clickable).  Links and codes never reach the logs.
+Every message is plain text and HTML, signed with the broker's name, in the citizen's language: the
+language of the request that sends it (``broker.ui.select_language``: the language switch's cookie,
+else the ``ui_locales`` of the pending authorization request), French when there is none (a message
+sent outside a request); ``Content-Language`` and the HTML ``lang`` say which (a sentence not
+translated yet stays in French).  No tracking: no remote images, no pixel, no redirecting or tagged
+links; the only links point at the broker's own issuer URL.  Messages are rendered from
+``templates/account/email/<name>.txt``, every sentence through ``_()`` with the French text as
+msgid: its first line is the subject, the rest the plain text body; the HTML body is the same text
+laid out by ``_layout.html`` (paragraphs, links made clickable).  Links and codes never reach the
+logs.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 
-from flask import render_template
+from flask import current_app, has_request_context
+from flask_babel import force_locale
 from markupsafe import Markup, escape
 
 from broker.config import SmtpSettings
+from broker.ui import DEFAULT_LANGUAGE, current_language
 
 log = logging.getLogger("nc_connect.mail")
 BROKER_NAME = "NC Connect"
@@ -42,11 +48,25 @@ def _html_paragraphs(text: str) -> list[Markup]:
     return out
 
 
+def message_language() -> str:
+    """The citizen's language inside a request (the page's locale), French outside one."""
+    return current_language() if has_request_context() else DEFAULT_LANGUAGE
+
+
+def _render(name: str, **context) -> str:
+    # The application's templates without the pages' context processors, which need a request.
+    return current_app.jinja_env.get_template(f"account/email/{name}").render(**context)
+
+
 def build_message(settings: SmtpSettings, to: str, template: str, **context) -> EmailMessage:
+    """The message, in ``message_language()``; needs the application context (its templates)."""
     context.setdefault("broker_name", BROKER_NAME)
-    subject, _, text = render_template(f"account/email/{template}.txt", **context).partition("\n")
-    text = text.strip("\n") + "\n"
-    html = render_template("account/email/_layout.html", subject=subject.strip(), paragraphs=_html_paragraphs(text))
+    lang = message_language()
+    with force_locale(lang):
+        subject, _, text = _render(f"{template}.txt", **context).partition("\n")
+        text = text.strip("\n") + "\n"
+        html = _render("_layout.html", lang=lang, broker_name=context["broker_name"], subject=subject.strip(),
+                       paragraphs=_html_paragraphs(text))
     message = EmailMessage()
     message["From"] = formataddr((BROKER_NAME, settings.sender))
     message["To"] = to
@@ -57,7 +77,7 @@ def build_message(settings: SmtpSettings, to: str, template: str, **context) -> 
     # 8bit keeps long links on one line in every mail client (and in the demo mailbox's output)
     message.set_content(text, cte="8bit")
     message.add_alternative(html, subtype="html", cte="8bit")
-    message["Content-Language"] = "fr"  # after the body: set_content() drops Content-* headers
+    message["Content-Language"] = lang  # after the body: set_content() drops Content-* headers
     return message
 
 

@@ -22,6 +22,8 @@ from functools import cache
 from pathlib import Path
 from typing import Iterable
 
+from flask_babel import gettext, lazy_gettext
+
 DATA = Path(__file__).with_name("data")
 MIN_LENGTH = 12
 MAX_LENGTH = 128
@@ -38,7 +40,16 @@ _SPACES = re.compile(r" {2,}")
 class Verdict:
     ok: bool
     score: int  # 0..4, for the strength meter
-    message: str = ""  # French, for the citizen; empty when ok
+    message: str = ""  # for the citizen, in the page's language; empty when ok
+
+    @property
+    def label(self) -> str:
+        """The strength meter's word for the score."""
+        return str(STRENGTH_LABELS[self.score])
+
+
+STRENGTH_LABELS = (lazy_gettext("Très faible"), lazy_gettext("Faible"), lazy_gettext("Insuffisant"),
+                   lazy_gettext("Correct"), lazy_gettext("Robuste"))
 
 
 def effective_length(password: str) -> int:
@@ -117,26 +128,26 @@ def built_on_context(password: str, words: list[str]) -> bool:
 def check(password: str, *, email: str = "", names: Iterable[str] = (), services: Iterable[str] = ()) -> Verdict:
     length = effective_length(password)
     if length < MIN_LENGTH:
-        return Verdict(False, 0, f"Le mot de passe doit contenir au moins {MIN_LENGTH} caractères "
-                                 f"(il en contient {length}).")
+        return Verdict(False, 0, gettext("Le mot de passe doit contenir au moins %(min)d caractères "
+                                         "(il en contient %(length)d).", min=MIN_LENGTH, length=length))
     if length > MAX_LENGTH or len(password) > 2 * MAX_LENGTH:
-        return Verdict(False, 0, f"Le mot de passe doit contenir au plus {MAX_LENGTH} caractères.")
+        return Verdict(False, 0, gettext("Le mot de passe doit contenir au plus %(max)d caractères.", max=MAX_LENGTH))
     if any(unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") for c in password):
-        return Verdict(False, 0, "Le mot de passe contient un caractère invisible ou non imprimable "
-                                 "(retour à la ligne, tabulation…).")
+        return Verdict(False, 0, gettext("Le mot de passe contient un caractère invisible ou non imprimable "
+                                         "(retour à la ligne, tabulation…)."))
     lowered = password.lower()
     core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", lowered)  # "Azerty123456!" is "azerty" with a common suffix
     if {lowered, lowered.replace(" ", ""), core} & common_passwords():
-        return Verdict(False, 0, "Ce mot de passe fait partie des plus courants : il serait deviné "
-                                 "parmi les premiers. Choisissez-en un autre.")
+        return Verdict(False, 0, gettext("Ce mot de passe fait partie des plus courants : il serait deviné "
+                                         "parmi les premiers. Choisissez-en un autre."))
     words = context_words(email=email, names=names, services=services)
     if built_on_context(password, words):
-        return Verdict(False, 0, "Ce mot de passe est construit sur un mot trop prévisible ici (votre nom, "
-                                 "votre adresse électronique, un lieu de Nouvelle-Calédonie, le nom du service) : "
-                                 "il serait facile à deviner.")
+        return Verdict(False, 0, gettext("Ce mot de passe est construit sur un mot trop prévisible ici (votre nom, "
+                                         "votre adresse électronique, un lieu de Nouvelle-Calédonie, le nom du "
+                                         "service) : il serait facile à deviner."))
     result = _zxcvbn()(password[:ESTIMATE_LENGTH], user_inputs=words, max_length=ESTIMATE_LENGTH)
     score = int(result["score"])
     if score < MIN_SCORE:
-        return Verdict(False, score, "Ce mot de passe est trop facile à deviner. Allongez-le, par exemple "
-                                     "avec une phrase de quatre ou cinq mots sans lien entre eux.")
+        return Verdict(False, score, gettext("Ce mot de passe est trop facile à deviner. Allongez-le, par exemple "
+                                             "avec une phrase de quatre ou cinq mots sans lien entre eux."))
     return Verdict(True, score)

@@ -9,13 +9,15 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from babel.dates import format_datetime
 from flask import Response, redirect, request, url_for
+from flask_babel import get_locale, gettext, ngettext
 from sqlalchemy import delete, select
 
 from broker import throttle
 from broker.app import Broker, current_broker
 from broker.models import Account, AccountEvent, LocalCredential, utcnow
-from broker.web import browser, error_page, page
+from broker.web import browser, error_page, page, page_title
 
 audit = logging.getLogger("nc_connect.audit")
 
@@ -74,14 +76,19 @@ def require_fresh(step: str) -> Response | None:
     return redirect(url_for("account.reauth", suite=step), code=303)
 
 
+def brand() -> str:
+    """The service's name (``branding.service_name``), for the messages that name it."""
+    return current_broker().config.broker.branding.service_name
+
+
 def form_page(template: str, title: str, errors: dict[str, str] | None = None, status: int = 200,
               **context: Any) -> Response:
     """A form page; with errors, the title says so first (WCAG 3.3.1) and each error sits by its field."""
     errors = errors or {}
+    title = page_title(title)
     if errors:
-        count = len(errors)
-        title = f"Erreur{'s' if count > 1 else ''} ({count}) : {title}"
-    return page(template, status=status, title=title + " – NC Connect", errors=errors, **context)
+        title = ngettext("Erreur (%(num)d) : %(title)s", "Erreurs (%(num)d) : %(title)s", len(errors), title=title)
+    return page(template, status=status, title=title, errors=errors, **context)
 
 
 def throttled(scope: str, *subjects: str) -> Response | None:
@@ -91,8 +98,11 @@ def throttled(scope: str, *subjects: str) -> Response | None:
         return None
     minutes = max(1, round(wait / 60))
     audit.info("%s throttled ip=%s", scope, client_ip())
-    return error_page("Trop de demandes", f"Trop de demandes ont été faites depuis votre connexion ou pour cette "
-                      f"adresse. Réessayez dans {minutes} minute{'s' if minutes > 1 else ''}.", 429)
+    return error_page(gettext("Trop de demandes"),
+                      ngettext("Trop de demandes ont été faites depuis votre connexion ou pour cette adresse. "
+                               "Réessayez dans %(num)d minute.",
+                               "Trop de demandes ont été faites depuis votre connexion ou pour cette adresse. "
+                               "Réessayez dans %(num)d minutes.", minutes), 429)
 
 
 def record(broker: Broker, account_id: str, kind: str, *, client_id: str | None = None,
@@ -113,13 +123,17 @@ def history(broker: Broker, account_id: str, limit: int = 50) -> list[AccountEve
 
 
 def local_time(value: datetime | float | None) -> str:
+    """A date and time in Nouméa, in the page's language: "12/04/2026 à 14:05", "12/04/2026 at 14:05"."""
     if value is None:
         return ""
     if isinstance(value, (int, float)):
         value = datetime.fromtimestamp(value, timezone.utc)
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(NOUMEA).strftime("%d/%m/%Y à %H:%M")
+    locale = get_locale() or "fr"
+    return gettext("%(date)s à %(time)s",
+                   date=format_datetime(value, "dd/MM/yyyy", tzinfo=NOUMEA, locale=locale),
+                   time=format_datetime(value, "HH:mm", tzinfo=NOUMEA, locale=locale))
 
 
 def service_names(broker: Broker) -> list[str]:

@@ -14,11 +14,13 @@ import re
 from datetime import date
 from functools import cache
 
+from flask_babel import gettext, lazy_gettext
+
 from mappings.geo import DATA_DIR, commune_code, communes, fold
 
 ELSEWHERE = "ailleurs"
 FRANCE = "99100"
-GENDERS = {"female": "Féminin", "male": "Masculin"}
+GENDERS = {"female": lazy_gettext("Féminin"), "male": lazy_gettext("Masculin")}
 NAME = re.compile(r"^[^\W\d_]+(?:[ '’-][^\W\d_]+)*$")
 
 
@@ -46,12 +48,13 @@ def parse(form) -> tuple[dict[str, str], dict[str, str]]:
     """(pivot identity, errors by field) from the submitted form."""
     pivot: dict[str, str] = {}
     errors: dict[str, str] = {}
-    for key, label in (("given_name", "vos prénoms"), ("family_name", "votre nom de naissance")):
+    for key, missing in (("given_name", gettext("Indiquez vos prénoms.")),
+                         ("family_name", gettext("Indiquez votre nom de naissance."))):
         value = " ".join(form.get(key, "").split())[:200]
         if not value:
-            errors[key] = f"Indiquez {label}."
+            errors[key] = missing
         elif not NAME.match(value):
-            errors[key] = "Utilisez uniquement des lettres, des espaces, des tirets et des apostrophes."
+            errors[key] = gettext("Utilisez uniquement des lettres, des espaces, des tirets et des apostrophes.")
         pivot[key] = value
     raw = form.get("birthdate", "").strip()
     try:
@@ -60,11 +63,12 @@ def parse(form) -> tuple[dict[str, str], dict[str, str]]:
             raise ValueError
         pivot["birthdate"] = born.isoformat()
     except ValueError:
-        errors["birthdate"] = "Indiquez une date de naissance valide, au format AAAA-MM-JJ (par exemple 1985-07-14)."
+        errors["birthdate"] = gettext("Indiquez une date de naissance valide, au format AAAA-MM-JJ "
+                                      "(par exemple 1985-07-14).")
         pivot["birthdate"] = raw[:10]
     gender = form.get("gender", "")
     if gender not in GENDERS:
-        errors["gender"] = "Choisissez votre sexe tel qu'il figure à l'état civil."
+        errors["gender"] = gettext("Choisissez votre sexe tel qu'il figure à l'état civil.")
     pivot["gender"] = gender if gender in GENDERS else ""
     place = form.get("birthplace", "")
     if place in communes().by_insee:
@@ -74,15 +78,16 @@ def parse(form) -> tuple[dict[str, str], dict[str, str]]:
         pivot["birthcountry"] = country if country in _known_countries() else ""
         pivot["birthplace"] = ""
         if not pivot["birthcountry"]:
-            errors["birthcountry"] = "Choisissez votre pays de naissance."
+            errors["birthcountry"] = gettext("Choisissez votre pays de naissance.")
         code = form.get("birthplace_code", "").strip()
         if code and country == FRANCE:
             try:
                 pivot["birthplace"] = commune_code(code, kinds=("insee",))
             except ValueError:
-                errors["birthplace_code"] = "Indiquez le code INSEE à 5 caractères de votre commune de naissance (par exemple 75056)."
+                errors["birthplace_code"] = gettext("Indiquez le code INSEE à 5 caractères de votre commune de "
+                                                    "naissance (par exemple 75056).")
     else:
-        errors["birthplace"] = "Choisissez votre commune de naissance, ou « Hors de Nouvelle-Calédonie »."
+        errors["birthplace"] = gettext("Choisissez votre commune de naissance, ou « Hors de Nouvelle-Calédonie ».")
         pivot["birthplace"] = pivot["birthcountry"] = ""
     return pivot, errors
 

@@ -24,6 +24,7 @@ import time
 import pyotp
 import segno
 from flask import Response, redirect, request, url_for
+from flask_babel import gettext, lazy_gettext, ngettext
 from sqlalchemy import delete, or_, select, update
 
 from broker import throttle
@@ -38,7 +39,7 @@ from broker.models import LocalCredential, RecoveryCode, utcnow
 from broker.oidc.authorize import (
     RedirectableError, UnmetAuthenticationRequirements, error_response, pending_request,
 )
-from broker.web import browser, csrf_valid, error_page, page
+from broker.web import browser, csrf_valid, error_page, page, page_title
 from providers.base import UpstreamIdentity, level_rank
 from providers.local import PASSWORD_LEVEL
 
@@ -48,6 +49,9 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32: no i, l, o
 PENDING_LIFETIME = 5 * 60
 MAX_TRIES = 5
 SECOND_FACTOR_AMR = ["pwd", "otp", "mfa"]
+LOGIN_EXPIRED = (lazy_gettext("Demande expirée"),
+                 lazy_gettext("La connexion a pris trop de temps. Recommencez depuis le site du service, ou depuis la "
+                              "page de connexion."))
 
 
 # -- TOTP and recovery codes ------------------------------------------------------------
@@ -185,14 +189,13 @@ def _pending() -> dict | None:
 
 
 def _code_page(errors: dict[str, str] | None = None, status: int = 200) -> Response:
-    return form_page("account/login_code.html", "Code de vérification", errors, status)
+    return form_page("account/login_code.html", gettext("Code de vérification"), errors, status)
 
 
 @blueprint.route("/login/code", methods=["GET"])
 def login_code() -> Response:
     if _pending() is None:
-        return error_page("Demande expirée", "La connexion a pris trop de temps. Recommencez depuis le site du "
-                          "service, ou depuis la page de connexion.", 400)
+        return error_page(*LOGIN_EXPIRED, 400)
     return _code_page()
 
 
@@ -204,15 +207,15 @@ def login_code_submit() -> Response:
     session = browser()
     pending = _pending()
     if pending is None:
-        return error_page("Demande expirée", "La connexion a pris trop de temps. Recommencez depuis le site du "
-                          "service, ou depuis la page de connexion.", 400)
+        return error_page(*LOGIN_EXPIRED, 400)
     if not csrf_valid():
-        return _code_page({"form": "La page a expiré. Saisissez à nouveau le code."}, 400)
+        return _code_page({"form": gettext("La page a expiré. Saisissez à nouveau le code.")}, 400)
     account_id, ip = pending["account_id"], client_ip()
     wait = throttle.retry_after_scoped(broker.store, "mfa", (account_id, ip))
     if wait:
         minutes = max(1, round(wait / 60))
-        return _code_page({"code": f"Trop de tentatives. Réessayez dans {minutes} minute{'s' if minutes > 1 else ''}."}, 429)
+        return _code_page({"code": ngettext("Trop de tentatives. Réessayez dans %(num)d minute.",
+                                            "Trop de tentatives. Réessayez dans %(num)d minutes.", minutes)}, 429)
     code = request.form.get("code", "").strip()
     recovery = request.form.get("recovery_code", "").strip()
     ok = use_recovery_code(broker, account_id, recovery) if recovery else verify_totp(broker, account_id, code)
@@ -221,12 +224,12 @@ def login_code_submit() -> Response:
         pending["tries"] += 1
         if pending["tries"] >= MAX_TRIES:
             session.pop("mfa_pending")
-            return error_page("Trop d'essais", "Le code a été refusé trop de fois. Recommencez la connexion depuis "
-                              "le début.", 400)
+            return error_page(gettext("Trop d'essais"), gettext("Le code a été refusé trop de fois. Recommencez la "
+                                                                "connexion depuis le début."), 400)
         session["mfa_pending"] = pending
         field = "recovery_code" if recovery else "code"
-        return _code_page({field: "Ce code n'est pas valide. Vérifiez-le et réessayez." if not recovery else
-                           "Ce code de secours n'est pas valide ou a déjà servi."})
+        return _code_page({field: gettext("Ce code n'est pas valide. Vérifiez-le et réessayez.") if not recovery else
+                           gettext("Ce code de secours n'est pas valide ou a déjà servi.")})
     session.pop("mfa_pending")
     throttle.clear_scoped(broker.store, "mfa", account_id)
     provider = local_provider()
@@ -247,10 +250,12 @@ def step_up() -> Response:
     req = pending_request(rid) if rid else None
     account = signed_in_account()
     if req is None or account is None:
-        return error_page("Demande expirée", "Votre demande de connexion a expiré. Retournez sur le site du service.", 400)
+        return error_page(gettext("Demande expirée"),
+                          gettext("Votre demande de connexion a expiré. Retournez sur le site du service."), 400)
     if request.method == "POST":
         if not csrf_valid():
-            return error_page("Page expirée", "La page a expiré. Retournez sur le site du service.", 400)
+            return error_page(gettext("Page expirée"), gettext("La page a expiré. Retournez sur le site du service."),
+                              400)
         pending = dict(browser().get("authz", {}))
         pending.pop(rid, None)
         browser()["authz"] = pending
@@ -258,8 +263,8 @@ def step_up() -> Response:
             UnmetAuthenticationRequirements(f"the local account has no second factor for {req.acr_required}"),
             req.redirect_uri, req.state))
     client = broker.config.clients.get(req.client_id)
-    return page("account/step_up.html", title="Connexion renforcée demandée – NC Connect", client=client, rid=rid,
-                level=req.acr_required)
+    return page("account/step_up.html", title=page_title(gettext("Connexion renforcée demandée")), client=client,
+                rid=rid, level=req.acr_required)
 
 
 # -- managing the second factor ---------------------------------------------------------------
@@ -267,8 +272,8 @@ def step_up() -> Response:
 def _enrol_page(account, secret: str, rid: str, errors: dict[str, str] | None = None) -> Response:
     uri = otpauth_uri(secret, account.email or account.id)
     grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
-    return form_page("account/mfa_enrol.html", "Activer la double authentification", errors, qr=qr_data_uri(uri),
-                     secret=grouped, rid=rid)
+    return form_page("account/mfa_enrol.html", gettext("Activer la double authentification"), errors,
+                     qr=qr_data_uri(uri), secret=grouped, rid=rid)
 
 
 @blueprint.route("/compte/double-authentification", methods=["GET"])
@@ -278,11 +283,12 @@ def mfa_manage() -> Response:
     if account is None:
         return to_login()
     if credential(broker, account.id) is None:
-        return error_page("Sans objet", "La double authentification protège les comptes à mot de passe ; votre compte "
-                          "n'en a pas.", 400, back_url=url_for("account.space"))
+        return error_page(gettext("Sans objet"), gettext("La double authentification protège les comptes à mot de "
+                                                         "passe ; votre compte n'en a pas."),
+                          400, back_url=url_for("account.space"))
     rid = request.args.get("rid", "") if pending_request(request.args.get("rid", "")) else ""
     if enabled(broker, account.id):
-        return page("account/mfa_manage.html", title="Double authentification – NC Connect",
+        return page("account/mfa_manage.html", title=page_title(gettext("Double authentification")),
                     codes_left=recovery_codes_left(broker, account.id))
     stale = require_fresh("2fa")
     if stale:
@@ -303,7 +309,8 @@ def mfa_submit() -> Response:
     if account is None:
         return to_login()
     if not csrf_valid():
-        return error_page("Page expirée", "La page a expiré. Recommencez.", 400, back_url=url_for("account.space"))
+        return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400,
+                          back_url=url_for("account.space"))
     stale = require_fresh("2fa")
     if stale:
         return stale
@@ -315,8 +322,9 @@ def mfa_submit() -> Response:
             return redirect(url_for("account.mfa_manage"), code=303)
         step = matching_step(secret, request.form.get("code", ""))
         if step is None:
-            return _enrol_page(account, secret, rid, {"code": "Ce code ne correspond pas. Vérifiez l'heure de votre "
-                                                      "téléphone et saisissez le code affiché maintenant."})
+            return _enrol_page(account, secret, rid, {"code": gettext("Ce code ne correspond pas. Vérifiez l'heure de "
+                                                              "votre téléphone et saisissez le code affiché "
+                                                              "maintenant.")})
         codes = enable(broker, account.id, secret, step)
         session.pop("totp_setup")
         record(broker, account.id, "totp_enabled")
@@ -328,19 +336,19 @@ def mfa_submit() -> Response:
                             provider.provider_id)
             sessions_index.register(broker, session, user_agent())
         next_url = url_for("oidc.resume", rid=rid) if rid and pending_request(rid) else url_for("account.space")
-        return page("account/recovery_codes.html", title="Vos codes de secours – NC Connect", codes=codes,
+        return page("account/recovery_codes.html", title=page_title(gettext("Vos codes de secours")), codes=codes,
                     next_url=next_url, enrolled=True)
     if action == "codes" and enabled(broker, account.id):
         codes = new_recovery_codes(broker, account.id)
         record(broker, account.id, "recovery_codes_renewed")
-        return page("account/recovery_codes.html", title="Vos codes de secours – NC Connect", codes=codes,
+        return page("account/recovery_codes.html", title=page_title(gettext("Vos codes de secours")), codes=codes,
                     next_url=url_for("account.space"), enrolled=False)
     if action == "disable" and enabled(broker, account.id):
         disable(broker, account.id)
         record(broker, account.id, "totp_disabled")
         _notify(account, "totp_disabled")
-        return page("account/message.html", title="Double authentification désactivée – NC Connect",
-                    heading="Double authentification désactivée",
-                    paragraphs=["Votre compte est de nouveau protégé par votre seul mot de passe."],
-                    links=[("Mon compte", url_for("account.space"))])
+        heading = gettext("Double authentification désactivée")
+        return page("account/message.html", title=page_title(heading), heading=heading,
+                    paragraphs=[gettext("Votre compte est de nouveau protégé par votre seul mot de passe.")],
+                    links=[(gettext("Mon compte"), url_for("account.space"))])
     return redirect(url_for("account.mfa_manage"), code=303)

@@ -11,18 +11,21 @@ second factor stays: a reset never removes it.
 from __future__ import annotations
 
 from flask import Response, redirect, request, url_for
+from flask_babel import gettext, ngettext
 from sqlalchemy import select, update
 
 from broker import throttle
 from broker.account import blueprint, sessions_index, tokens
-from broker.account.common import client_ip, form_page, mail_enabled, record, service_names, throttled, valid_email
+from broker.account.common import (
+    brand, client_ip, form_page, mail_enabled, record, service_names, throttled, valid_email,
+)
 from broker.account.signup import EXPIRED_LINK, SEND_FAILED, UNAVAILABLE, issuer_url
 from broker.accounts import normalise_email
 from broker.app import current_broker
 from broker.mail import MailError, send
 from broker.models import Account, LocalCredential, utcnow
 from broker.passwords import MAX_LENGTH, MIN_LENGTH, check
-from broker.web import browser, csrf_valid, error_page, page
+from broker.web import browser, csrf_valid, error_page, page, page_title
 from providers.local import hash_password
 
 
@@ -30,7 +33,8 @@ from providers.local import hash_password
 def reset_request() -> Response:
     if not mail_enabled(current_broker()):
         return error_page(*UNAVAILABLE, status=404)
-    return form_page("account/reset_request.html", "Mot de passe oublié", email=request.args.get("email", "")[:254])
+    return form_page("account/reset_request.html", gettext("Mot de passe oublié"),
+                     email=request.args.get("email", "")[:254])
 
 
 @blueprint.route("/compte/mot-de-passe-oublie", methods=["POST"])
@@ -40,15 +44,16 @@ def reset_request_submit() -> Response:
         return error_page(*UNAVAILABLE, status=404)
     email = normalise_email(request.form.get("email", ""))[:254]
     if not csrf_valid():
-        return form_page("account/reset_request.html", "Mot de passe oublié",
-                         {"form": "La page a expiré. Envoyez à nouveau votre adresse."}, 400, email=email)
+        return form_page("account/reset_request.html", gettext("Mot de passe oublié"),
+                         {"form": gettext("La page a expiré. Envoyez à nouveau votre adresse.")}, 400, email=email)
     ip = client_ip()
     refused = throttled("reset", ip, email)
     if refused:
         return refused
     if not valid_email(email):
-        return form_page("account/reset_request.html", "Mot de passe oublié",
-                         {"email": "Indiquez une adresse électronique valide, par exemple nom@exemple.nc."}, email=email)
+        return form_page("account/reset_request.html", gettext("Mot de passe oublié"),
+                         {"email": gettext("Indiquez une adresse électronique valide, par exemple nom@exemple.nc.")},
+                         email=email)
     throttle.count_scoped(broker.store, "reset", {ip: 10, email: 3}, base=60)
     with broker.sessions() as s:
         found = s.execute(select(LocalCredential.account_id).join(Account, Account.id == LocalCredential.account_id)
@@ -68,17 +73,21 @@ def reset_request_submit() -> Response:
 
 @blueprint.route("/compte/mot-de-passe-oublie/envoye")
 def reset_sent() -> Response:
-    email = browser().get("reset_sent_to") or "l'adresse indiquée"
-    return page("account/message.html", title="Vérifiez votre messagerie – NC Connect",
-                heading="Vérifiez votre messagerie",
-                paragraphs=[f"Si un compte NC Connect utilise l'adresse {email}, un courriel vient de lui être "
-                            f"envoyé avec un lien pour choisir un nouveau mot de passe. Ce lien est valable "
-                            f"{tokens.LIFETIMES['reset'] // 60} minutes et ne sert qu'une fois.",
-                            "Pensez à regarder dans les courriels indésirables."])
+    email = browser().get("reset_sent_to") or gettext("que vous avez indiquée")
+    heading = gettext("Vérifiez votre messagerie")
+    return page("account/message.html", title=page_title(heading), heading=heading,
+                paragraphs=[ngettext("Si un compte %(brand)s utilise l'adresse %(email)s, un courriel vient de lui "
+                                     "être envoyé avec un lien pour choisir un nouveau mot de passe. Ce lien est "
+                                     "valable %(num)d minute et ne sert qu'une fois.",
+                                     "Si un compte %(brand)s utilise l'adresse %(email)s, un courriel vient de lui "
+                                     "être envoyé avec un lien pour choisir un nouveau mot de passe. Ce lien est "
+                                     "valable %(num)d minutes et ne sert qu'une fois.",
+                                     tokens.LIFETIMES["reset"] // 60, brand=brand(), email=email),
+                            gettext("Pensez à regarder dans les courriels indésirables.")])
 
 
 def _reset_form(token: str, email: str, errors: dict[str, str] | None = None, status: int = 200) -> Response:
-    return form_page("account/reset.html", "Choisir un nouveau mot de passe", errors, status, token=token,
+    return form_page("account/reset.html", gettext("Choisir un nouveau mot de passe"), errors, status, token=token,
                      email=email, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
 
 
@@ -99,7 +108,8 @@ def reset_submit() -> Response:
     if link is None:
         return error_page(*EXPIRED_LINK, status=400)
     if not csrf_valid():
-        return _reset_form(token, link.email, {"form": "La page a expiré. Saisissez à nouveau votre mot de passe."}, 400)
+        return _reset_form(token, link.email,
+                           {"form": gettext("La page a expiré. Saisissez à nouveau votre mot de passe.")}, 400)
     with broker.sessions() as s:
         account = s.get(Account, link.account_id)
     password = request.form.get("password", "")
@@ -116,10 +126,12 @@ def reset_submit() -> Response:
     throttle.record_success(broker.store, link.email, client_ip())  # the citizen may log in at once
     record(broker, account.id, "password_reset")
     notify_password_changed(link.email)
-    return page("account/message.html", title="Mot de passe modifié – NC Connect", heading="Mot de passe modifié",
-                paragraphs=["Votre nouveau mot de passe est enregistré. Par sécurité, toutes vos sessions ouvertes "
-                            f"({ended}) ont été fermées et les services en ligne devront vous reconnecter."],
-                links=[("Se connecter", url_for("pages.login"))])
+    heading = gettext("Mot de passe modifié")
+    return page("account/message.html", title=page_title(heading), heading=heading,
+                paragraphs=[gettext("Votre nouveau mot de passe est enregistré. Par sécurité, toutes vos sessions "
+                                    "ouvertes (%(count)d) ont été fermées et les services en ligne devront vous "
+                                    "reconnecter.", count=ended)],
+                links=[(gettext("Se connecter"), url_for("pages.login"))])
 
 
 def set_password(broker, account_id: str, password: str, *, email_verified: bool = False) -> None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import hmac
 
 from flask import Response, jsonify, redirect, request, url_for
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from broker import throttle
 from broker.account import blueprint, tokens
 from broker.account.common import (
-    audit, client_ip, form_page, mail_enabled, record, service_names, signed_in_account, throttled, valid_email,
+    audit, brand, client_ip, form_page, mail_enabled, record, service_names, signed_in_account, throttled,
+    valid_email,
 )
 from broker.account.identity_form import ELSEWHERE, GENDERS, commune_choices, country_choices, parse
 from broker.accounts import _pivot_columns, normalise_email
@@ -27,14 +29,17 @@ from broker.mail import MailError, send
 from broker.models import Account, LocalCredential, utcnow
 from broker.oidc.authorize import pending_request
 from broker.passwords import MAX_LENGTH, MIN_LENGTH, check
-from broker.web import browser, csrf_valid, error_page, page
+from broker.web import browser, csrf_valid, error_page, page, page_title
 from providers.local import hash_password
 
-UNAVAILABLE = ("Service indisponible", "La création de compte et l'envoi de courriels ne sont pas configurés sur ce "
-               "serveur. Contactez l'administrateur de NC Connect.")
-SEND_FAILED = ("Envoi impossible", "Le courriel n'a pas pu être envoyé. Réessayez dans quelques minutes.")
-EXPIRED_LINK = ("Lien invalide ou expiré", "Ce lien n'est plus valable : il a déjà été utilisé, il a expiré, ou un "
-                "lien plus récent l'a remplacé. Recommencez la démarche pour en recevoir un nouveau.")
+UNAVAILABLE = (lazy_gettext("Service indisponible"),
+               lazy_gettext("La création de compte et l'envoi de courriels ne sont pas configurés sur ce serveur. "
+                            "Contactez l'administrateur de NC Connect."))
+SEND_FAILED = (lazy_gettext("Envoi impossible"),
+               lazy_gettext("Le courriel n'a pas pu être envoyé. Réessayez dans quelques minutes."))
+EXPIRED_LINK = (lazy_gettext("Lien invalide ou expiré"),
+                lazy_gettext("Ce lien n'est plus valable : il a déjà été utilisé, il a expiré, ou un lien plus récent "
+                             "l'a remplacé. Recommencez la démarche pour en recevoir un nouveau."))
 
 
 def issuer_url(endpoint: str, **values) -> str:
@@ -54,7 +59,8 @@ def _signup_page(form: dict, errors: dict[str, str] | None = None, status: int =
     req = pending_request(rid) if rid else None
     client = current_broker().config.clients.get(req.client_id) if req else None
     current, former = country_choices()
-    return form_page("account/signup.html", "Créer un compte", errors, status, form=form, rid=rid if req else "",
+    return form_page("account/signup.html", gettext("Créer un compte"), errors, status, form=form,
+                     rid=rid if req else "",
                      client=client, communes=commune_choices(), countries=current, former_countries=former,
                      genders=GENDERS, elsewhere=ELSEWHERE, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
 
@@ -73,7 +79,8 @@ def signup_submit() -> Response:
         return error_page(*UNAVAILABLE, status=404)
     form = {k: v for k, v in request.form.items() if k not in ("password", "csrf_token")}
     if not csrf_valid():
-        return _signup_page(form, {"form": "La page a expiré. Vérifiez vos informations et envoyez à nouveau."}, 400)
+        return _signup_page(form, {"form": gettext("La page a expiré. Vérifiez vos informations et envoyez à "
+                                                   "nouveau.")}, 400)
     email = normalise_email(request.form.get("email", ""))[:254]
     ip = client_ip()
     refused = throttled("signup", ip, email)
@@ -81,7 +88,7 @@ def signup_submit() -> Response:
         return refused
     pivot, errors = parse(request.form)
     if not valid_email(email):
-        errors["email"] = "Indiquez une adresse électronique valide, par exemple nom@exemple.nc."
+        errors["email"] = gettext("Indiquez une adresse électronique valide, par exemple nom@exemple.nc.")
     password = request.form.get("password", "")
     verdict = check(password, email=email, names=[pivot.get("given_name", ""), pivot.get("family_name", "")],
                     services=service_names(broker))
@@ -110,12 +117,13 @@ def signup_submit() -> Response:
 @blueprint.route("/compte/inscription/envoyee")
 def signup_sent() -> Response:
     sent = browser().get("signup") or {}
-    return page("account/message.html", title="Vérifiez votre messagerie – NC Connect",
-                heading="Vérifiez votre messagerie",
-                paragraphs=[f"Un courriel vient d'être envoyé à {sent.get('email') or 'votre adresse'}.",
-                            "Ouvrez-le et suivez le lien qu'il contient pour terminer la création de votre compte. "
-                            "Pensez à regarder dans les courriels indésirables.",
-                            "Vous pouvez fermer cette page."])
+    heading = gettext("Vérifiez votre messagerie")
+    return page("account/message.html", title=page_title(heading), heading=heading,
+                paragraphs=[gettext("Un courriel vient d'être envoyé à %(email)s.",
+                                    email=sent.get("email") or gettext("votre adresse")),
+                            gettext("Ouvrez-le et suivez le lien qu'il contient pour terminer la création de votre "
+                                    "compte. Pensez à regarder dans les courriels indésirables."),
+                            gettext("Vous pouvez fermer cette page.")])
 
 
 # -- emailed links: address confirmation (sign-up, email change) ------------------------------
@@ -126,14 +134,14 @@ def confirm() -> Response:
     link = tokens.peek(current_broker(), token, ("signup", "email_change"))
     if link is None:
         return error_page(*EXPIRED_LINK, status=400)
-    return page("account/confirm.html", title="Confirmer votre adresse – NC Connect", token=token, link=link)
+    return page("account/confirm.html", title=page_title(gettext("Confirmer votre adresse")), token=token, link=link)
 
 
 @blueprint.route("/compte/confirmer", methods=["POST"])
 def confirm_submit() -> Response:
     broker = current_broker()
     if not csrf_valid():
-        return error_page("Page expirée", "La page a expiré. Rouvrez le lien reçu par courriel.", 400)
+        return error_page(gettext("Page expirée"), gettext("La page a expiré. Rouvrez le lien reçu par courriel."), 400)
     link = tokens.consume(broker, request.form.get("jeton", ""), ("signup", "email_change"))
     if link is None:
         return error_page(*EXPIRED_LINK, status=400)
@@ -141,8 +149,9 @@ def confirm_submit() -> Response:
         return _email_changed(link)
     account_id = _create_account(link)
     if account_id is None:
-        return error_page("Compte déjà créé", "Un compte existe déjà pour cette adresse. Connectez-vous, ou utilisez "
-                          "« Mot de passe oublié ? » sur la page de connexion.", 409)
+        return error_page(gettext("Compte déjà créé"),
+                          gettext("Un compte existe déjà pour cette adresse. Connectez-vous, ou utilisez « Mot de "
+                                  "passe oublié ? » sur la page de connexion."), 409)
     from broker.pages import local_provider
 
     provider = local_provider()
@@ -151,7 +160,8 @@ def confirm_submit() -> Response:
     rid = pending.get("rid") if pending.get("email") == link.email else None
     req = pending_request(rid) if rid else None
     client = broker.config.clients.get(req.client_id) if req else None
-    return page("account/created.html", title="Compte créé – NC Connect", rid=rid if req else None, client=client)
+    return page("account/created.html", title=page_title(gettext("Compte créé")), rid=rid if req else None,
+                client=client)
 
 
 def _create_account(link: tokens.Link) -> str | None:
@@ -181,7 +191,8 @@ def _email_changed(link: tokens.Link) -> Response:
             s.execute(update(Account).where(Account.id == account.id).values(email=link.email, email_verified=True))
             s.execute(update(LocalCredential).where(LocalCredential.account_id == account.id).values(email=link.email))
     except IntegrityError:
-        return error_page("Adresse déjà utilisée", "Cette adresse est déjà celle d'un autre compte NC Connect.", 409)
+        return error_page(gettext("Adresse déjà utilisée"),
+                          gettext("Cette adresse est déjà celle d'un autre compte %(brand)s.", brand=brand()), 409)
     record(broker, account.id, "email_changed")
     if old and old != link.email:
         try:  # D-09: the old address learns of the change (and how to react), with no secret
@@ -189,10 +200,12 @@ def _email_changed(link: tokens.Link) -> Response:
                  reset_url=issuer_url("account.reset_request"))
         except MailError:
             pass
-    return page("account/message.html", title="Adresse modifiée – NC Connect", heading="Adresse modifiée",
-                paragraphs=[f"Votre adresse électronique est désormais {link.email}. Utilisez-la pour vous connecter."],
-                links=[("Mon compte", url_for("account.space"))] if signed_in_account() else
-                [("Se connecter", url_for("pages.login"))])
+    heading = gettext("Adresse modifiée")
+    return page("account/message.html", title=page_title(heading), heading=heading,
+                paragraphs=[gettext("Votre adresse électronique est désormais %(email)s. Utilisez-la pour vous "
+                                    "connecter.", email=link.email)],
+                links=[(gettext("Mon compte"), url_for("account.space"))] if signed_in_account() else
+                [(gettext("Se connecter"), url_for("pages.login"))])
 
 
 # -- the strength meter (a progressive enhancement: the form works without it) ----------------
@@ -211,4 +224,4 @@ def strength() -> Response:
     names = [account.given_name or "", account.family_name or ""] if account else \
         [str(body.get("given_name", ""))[:200], str(body.get("family_name", ""))[:200]]
     verdict = check(password, email=email, names=names, services=service_names(current_broker()))
-    return jsonify(ok=verdict.ok, score=verdict.score, message=verdict.message)
+    return jsonify(ok=verdict.ok, score=verdict.score, label=verdict.label, message=verdict.message)

@@ -12,12 +12,13 @@ import json
 import time
 
 from flask import Response, redirect, request, url_for
+from flask_babel import gettext, lazy_gettext
 from sqlalchemy import delete, select
 
 from broker import throttle
 from broker.account import blueprint, mfa, sessions_index, tokens
 from broker.account.common import (
-    AFTER_LOGIN, audit, client_ip, credential, form_page, history, local_time, mail_enabled, record,
+    AFTER_LOGIN, audit, brand, client_ip, credential, form_page, history, local_time, mail_enabled, record,
     require_fresh, service_names, signed_in_account, throttled, to_login, valid_email,
 )
 from broker.account.identity_form import country_name
@@ -28,32 +29,38 @@ from broker.app import current_broker
 from broker.mail import MailError, send
 from broker.models import Account, AccountEvent, Grant
 from broker.passwords import MAX_LENGTH, MIN_LENGTH, check
-from broker.web import browser, csrf_valid, error_page, page
+from broker.web import browser, csrf_valid, error_page, page, page_title
 from mappings.geo import communes
 from providers.local import HASHER
 
 # where the password confirmation may lead (E-12: names of internal pages, never a URL)
-STEPS = {"adresse": "account.email_change", "2fa": "account.mfa_manage", "supprimer": "account.delete"}
+STEPS = {"adresse": "account.email_change", "2fa": "account.mfa_manage", "supprimer": "account.delete_account"}
 EVENT_LABELS = {
-    "login": "Connexion", "authorized": "Accès à un service", "account_created": "Création du compte",
-    "password_changed": "Mot de passe modifié", "password_reset": "Mot de passe réinitialisé",
-    "email_changed": "Adresse électronique modifiée", "totp_enabled": "Double authentification activée",
-    "totp_disabled": "Double authentification désactivée", "recovery_code_used": "Code de secours utilisé",
-    "recovery_codes_renewed": "Nouveaux codes de secours", "sessions_ended": "Déconnexion de toutes les sessions",
+    "login": lazy_gettext("Connexion"), "authorized": lazy_gettext("Accès à un service"),
+    "account_created": lazy_gettext("Création du compte"), "password_changed": lazy_gettext("Mot de passe modifié"),
+    "password_reset": lazy_gettext("Mot de passe réinitialisé"),
+    "email_changed": lazy_gettext("Adresse électronique modifiée"),
+    "totp_enabled": lazy_gettext("Double authentification activée"),
+    "totp_disabled": lazy_gettext("Double authentification désactivée"),
+    "recovery_code_used": lazy_gettext("Code de secours utilisé"),
+    "recovery_codes_renewed": lazy_gettext("Nouveaux codes de secours"),
+    "sessions_ended": lazy_gettext("Déconnexion de toutes les sessions"),
 }
+LEVEL_LABELS = {"eidas1": lazy_gettext("faible (eidas1)"), "eidas2": lazy_gettext("substantiel (eidas2)"),
+                "eidas3": lazy_gettext("élevé (eidas3)")}
 
 
 def _level_label(level: str | None) -> str:
-    return {"eidas1": "faible (eidas1)", "eidas2": "substantiel (eidas2)", "eidas3": "élevé (eidas3)"}.get(level or "", "")
+    return str(LEVEL_LABELS[level]) if level in LEVEL_LABELS else ""
 
 
 def _device(user_agent: str) -> str:
     ua = user_agent or ""
     browser_name = next((n for k, n in (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
-                                        ("Safari/", "Safari")) if k in ua), "Navigateur")
+                                        ("Safari/", "Safari")) if k in ua), None) or gettext("Navigateur")
     system = next((n for k, n in (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"),
                                   ("Windows", "Windows"), ("Mac OS", "macOS"), ("Linux", "Linux")) if k in ua), "")
-    return f"{browser_name} sur {system}" if system else browser_name
+    return gettext("%(browser)s sur %(system)s", browser=browser_name, system=system) if system else browser_name
 
 
 @blueprint.app_context_processor
@@ -87,7 +94,7 @@ def space() -> Response:
                "source": providers[a.provider_id].name if a.provider_id in providers else (a.provider_id or "")}
               for a in sessions_index.active(broker, account.id, session.store_key)]
     birthplace = communes().by_insee.get(account.birthplace or "", account.birthplace or "")
-    return page("account/space.html", title="Mon compte – NC Connect", account=account,
+    return page("account/space.html", title=page_title(gettext("Mon compte")), account=account,
                 birthplace=birthplace, birthcountry=country_name(account.birthcountry),
                 identity_level=_level_label(account.identity_level), links=links, events=events, sessions=active,
                 has_password=cred is not None, totp=bool(cred and cred.totp_secret),
@@ -113,14 +120,14 @@ def reauth() -> Response:
     context = {"suite": step if step in STEPS else "", "has_password": bool(cred and provider),
                "totp": bool(cred and cred.totp_secret)}
     if request.method == "GET" or not context["has_password"]:
-        return form_page("account/reauth.html", "Confirmez votre identité", **context)
+        return form_page("account/reauth.html", gettext("Confirmez votre identité"), **context)
     if not csrf_valid():
-        return form_page("account/reauth.html", "Confirmez votre identité",
-                         {"form": "La page a expiré. Recommencez."}, 400, **context)
+        return form_page("account/reauth.html", gettext("Confirmez votre identité"),
+                         {"form": gettext("La page a expiré. Recommencez.")}, 400, **context)
     ip = client_ip()
     if throttle.retry_after(broker.store, cred.email, ip):
-        return form_page("account/reauth.html", "Confirmez votre identité",
-                         {"password": "Trop de tentatives. Réessayez dans quelques minutes."}, 429, **context)
+        return form_page("account/reauth.html", gettext("Confirmez votre identité"),
+                         {"password": gettext("Trop de tentatives. Réessayez dans quelques minutes.")}, 429, **context)
     password = request.form.get("password", "")
     identity = provider.authenticate(cred.email, password) if password and len(password) <= 1024 else None
     ok = identity is not None and identity.subject == account.id
@@ -128,9 +135,9 @@ def reauth() -> Response:
         ok = mfa.verify_totp(broker, account.id, request.form.get("code", ""))
     if not ok:
         throttle.record_failure(broker.store, cred.email, ip)
-        return form_page("account/reauth.html", "Confirmez votre identité",
-                         {"password": "Mot de passe incorrect." if not context["totp"] else
-                          "Mot de passe ou code incorrect."}, **context)
+        return form_page("account/reauth.html", gettext("Confirmez votre identité"),
+                         {"password": gettext("Mot de passe incorrect.") if not context["totp"] else
+                          gettext("Mot de passe ou code incorrect.")}, **context)
     throttle.record_success(broker.store, cred.email, ip)
     browser()["reauth_at"] = time.time()
     return redirect(url_for(target), code=303)
@@ -140,7 +147,7 @@ def reauth() -> Response:
 def relogin() -> Response:
     """Accounts without a password confirm who they are by logging in again with their source."""
     if not csrf_valid():
-        return error_page("Page expirée", "La page a expiré. Recommencez.", 400)
+        return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400)
     session = browser()
     session["after_login"] = next(iter(AFTER_LOGIN))
     return redirect(url_for("pages.login"), code=303)
@@ -149,7 +156,7 @@ def relogin() -> Response:
 # -- password ------------------------------------------------------------------------------------
 
 def _password_page(errors=None, status=200) -> Response:
-    return form_page("account/password.html", "Changer de mot de passe", errors, status,
+    return form_page("account/password.html", gettext("Changer de mot de passe"), errors, status,
                      min_length=MIN_LENGTH, max_length=MAX_LENGTH)
 
 
@@ -161,15 +168,17 @@ def password_change() -> Response:
         return to_login()
     cred = credential(broker, account.id)
     if cred is None:
-        return error_page("Sans objet", "Votre compte n'a pas de mot de passe : vous vous connectez avec une autre "
-                          "source d'identité.", 400, back_url=url_for("account.space"))
+        return error_page(gettext("Sans objet"), gettext("Votre compte n'a pas de mot de passe : vous vous connectez "
+                                                         "avec une autre source d'identité."),
+                          400, back_url=url_for("account.space"))
     if request.method == "GET":
         return _password_page()
     if not csrf_valid():
-        return _password_page({"form": "La page a expiré. Recommencez."}, 400)
+        return _password_page({"form": gettext("La page a expiré. Recommencez.")}, 400)
     ip = client_ip()
     if throttle.retry_after(broker.store, cred.email, ip):
-        return _password_page({"current_password": "Trop de tentatives. Réessayez dans quelques minutes."}, 429)
+        return _password_page({"current_password": gettext("Trop de tentatives. Réessayez dans quelques minutes.")},
+                              429)
     current = request.form.get("current_password", "")
     new = request.form.get("password", "")
     try:
@@ -178,12 +187,12 @@ def password_change() -> Response:
         right = False
     if not right:  # D-04: the current password is required, whatever the session's age
         throttle.record_failure(broker.store, cred.email, ip)
-        return _password_page({"current_password": "Le mot de passe actuel est incorrect."})
+        return _password_page({"current_password": gettext("Le mot de passe actuel est incorrect.")})
     verdict = check(new, email=cred.email, names=[account.given_name or "", account.family_name or ""],
                     services=service_names(broker))
     errors = {} if verdict.ok else {"password": verdict.message}
     if not errors and new == current:
-        errors["password"] = "Le nouveau mot de passe doit être différent de l'actuel."
+        errors["password"] = gettext("Le nouveau mot de passe doit être différent de l'actuel.")
     if errors:
         return _password_page(errors)
     throttle.record_success(broker.store, cred.email, ip)
@@ -193,11 +202,12 @@ def password_change() -> Response:
     session["reauth_at"] = time.time()
     record(broker, account.id, "password_changed")
     notify_password_changed(cred.email)
-    return page("account/message.html", title="Mot de passe modifié – NC Connect", heading="Mot de passe modifié",
-                paragraphs=["Votre nouveau mot de passe est enregistré.",
-                            f"Vos autres sessions ({ended}) ont été fermées et les services en ligne devront vous "
-                            "reconnecter."],
-                links=[("Mon compte", url_for("account.space"))])
+    heading = gettext("Mot de passe modifié")
+    return page("account/message.html", title=page_title(heading), heading=heading,
+                paragraphs=[gettext("Votre nouveau mot de passe est enregistré."),
+                            gettext("Vos autres sessions (%(count)d) ont été fermées et les services en ligne devront "
+                                    "vous reconnecter.", count=ended)],
+                links=[(gettext("Mon compte"), url_for("account.space"))])
 
 
 # -- email ---------------------------------------------------------------------------------------
@@ -209,27 +219,28 @@ def email_change() -> Response:
     if account is None:
         return to_login()
     if not mail_enabled(broker):
-        return error_page("Service indisponible", "L'envoi de courriels n'est pas configuré.", 404)
+        return error_page(gettext("Service indisponible"), gettext("L'envoi de courriels n'est pas configuré."), 404)
     stale = require_fresh("adresse")
     if stale:
         return stale
     if request.method == "GET":
-        return form_page("account/email.html", "Changer d'adresse électronique", current=account.email, email="")
+        return form_page("account/email.html", gettext("Changer d'adresse électronique"), current=account.email,
+                         email="")
     email = normalise_email(request.form.get("email", ""))[:254]
     if not csrf_valid():
-        return form_page("account/email.html", "Changer d'adresse électronique", {"form": "La page a expiré."}, 400,
-                         current=account.email, email=email)
+        return form_page("account/email.html", gettext("Changer d'adresse électronique"),
+                         {"form": gettext("La page a expiré.")}, 400, current=account.email, email=email)
     refused = throttled("email_change", account.id)
     if refused:
         return refused
     if not valid_email(email):
-        error = "Indiquez une adresse électronique valide, par exemple nom@exemple.nc."
+        error = gettext("Indiquez une adresse électronique valide, par exemple nom@exemple.nc.")
     elif email == account.email:
-        error = "C'est déjà votre adresse."
+        error = gettext("C'est déjà votre adresse.")
     else:
         error = ""
     if error:
-        return form_page("account/email.html", "Changer d'adresse électronique", {"email": error},
+        return form_page("account/email.html", gettext("Changer d'adresse électronique"), {"email": error},
                          current=account.email, email=email)
     throttle.count_scoped(broker.store, "email_change", {account.id: 3}, base=60)
     try:
@@ -241,11 +252,11 @@ def email_change() -> Response:
                  link=issuer_url("account.confirm", jeton=token), minutes=tokens.LIFETIMES["email_change"] // 60)
     except MailError:
         return error_page(*SEND_FAILED, status=503)
-    return page("account/message.html", title="Vérifiez votre messagerie – NC Connect",
-                heading="Vérifiez votre messagerie",
-                paragraphs=[f"Un lien de confirmation vient d'être envoyé à {email}. Votre adresse ne changera "
-                            "qu'une fois ce lien ouvert et confirmé."],
-                links=[("Mon compte", url_for("account.space"))])
+    heading = gettext("Vérifiez votre messagerie")
+    return page("account/message.html", title=page_title(heading), heading=heading,
+                paragraphs=[gettext("Un lien de confirmation vient d'être envoyé à %(email)s. Votre adresse ne "
+                                    "changera qu'une fois ce lien ouvert et confirmé.", email=email)],
+                links=[(gettext("Mon compte"), url_for("account.space"))])
 
 
 # -- sessions ------------------------------------------------------------------------------------
@@ -257,18 +268,19 @@ def sessions_end() -> Response:
     if account is None:
         return to_login()
     if not csrf_valid():
-        return error_page("Page expirée", "La page a expiré. Recommencez.", 400, back_url=url_for("account.space"))
+        return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400,
+                          back_url=url_for("account.space"))
     session = browser()
     if request.form.get("action") == "all":
         sessions_index.end_all(broker, account.id)
         record(broker, account.id, "sessions_ended")
         session.destroy()
-        return page("logged_out.html", title="Vous êtes déconnecté – NC Connect")
+        return page("logged_out.html", title=page_title(gettext("Vous êtes déconnecté")))
     sid = request.form.get("sid", "")
     sessions_index.end(broker, account.id, sid)
     if sid == session.get("sid"):
         session.destroy()
-        return page("logged_out.html", title="Vous êtes déconnecté – NC Connect")
+        return page("logged_out.html", title=page_title(gettext("Vous êtes déconnecté")))
     return redirect(url_for("account.space") + "#sessions", code=303)
 
 
@@ -281,7 +293,8 @@ def data_export() -> Response:
     if account is None:
         return to_login()
     if not csrf_valid():
-        return error_page("Page expirée", "La page a expiré. Recommencez.", 400, back_url=url_for("account.space"))
+        return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400,
+                          back_url=url_for("account.space"))
     cred = credential(broker, account.id)
     with broker.sessions() as s:
         grants = list(s.execute(select(Grant).where(Grant.account_id == account.id)).scalars())
@@ -324,12 +337,13 @@ def delete_account() -> Response:
     if stale:
         return stale
     if request.method == "GET":
-        return form_page("account/delete.html", "Supprimer mon compte")
+        return form_page("account/delete.html", gettext("Supprimer mon compte"))
     if not csrf_valid():
-        return form_page("account/delete.html", "Supprimer mon compte", {"form": "La page a expiré. Recommencez."}, 400)
+        return form_page("account/delete.html", gettext("Supprimer mon compte"),
+                         {"form": gettext("La page a expiré. Recommencez.")}, 400)
     if request.form.get("confirm") != "oui":
-        return form_page("account/delete.html", "Supprimer mon compte",
-                         {"confirm": "Cochez la case pour confirmer la suppression."})
+        return form_page("account/delete.html", gettext("Supprimer mon compte"),
+                         {"confirm": gettext("Cochez la case pour confirmer la suppression.")})
     email = account.email
     sessions_index.end_all(broker, account.id)
     with broker.sessions.begin() as s:
@@ -342,7 +356,8 @@ def delete_account() -> Response:
             send(broker.config.broker.smtp, email, "account_deleted")
         except MailError:
             pass
-    return page("account/message.html", title="Compte supprimé – NC Connect", heading="Compte supprimé",
-                paragraphs=["Votre compte NC Connect et les données qui s'y rattachent ont été supprimés. "
-                            "Les services en ligne auxquels vous vous étiez connecté conservent leurs propres "
-                            "données : adressez-vous à eux pour les faire supprimer."])
+    heading = gettext("Compte supprimé")
+    return page("account/message.html", title=page_title(heading), heading=heading,
+                paragraphs=[gettext("Votre compte %(brand)s et les données qui s'y rattachent ont été supprimés. "
+                                    "Les services en ligne auxquels vous vous étiez connecté conservent leurs propres "
+                                    "données : adressez-vous à eux pour les faire supprimer.", brand=brand())])

@@ -1,10 +1,9 @@
 /* Progressive enhancements of the account forms; every form works without them.
    - "Afficher le mot de passe" buttons (hidden until this script runs);
-   - the strength meter beside a new password, fed by the same check the server applies. */
+   - the strength meter beside a new password, fed by the same check the server applies.
+   Every word comes from the page or the server, in the page's language. */
 (function () {
   "use strict";
-  var LABELS = ["Très faible", "Faible", "Insuffisant", "Correct", "Robuste"];
-
   document.querySelectorAll("[data-show-password]").forEach(function (button) {
     var input = document.getElementById(button.getAttribute("aria-controls"));
     if (!input) { return; }
@@ -13,7 +12,7 @@
       var show = input.type === "password";
       input.type = show ? "text" : "password";
       button.setAttribute("aria-pressed", show ? "true" : "false");
-      button.textContent = show ? "Masquer le mot de passe" : "Afficher le mot de passe";
+      button.textContent = button.getAttribute(show ? "data-hide-label" : "data-show-label");
     });
   });
 
@@ -43,7 +42,7 @@
         }).then(function (response) { return response.json(); }).then(function (verdict) {
           if (mine !== latest) { return; }
           meter.value = verdict.score;
-          text.textContent = verdict.ok ? LABELS[verdict.score] + "." : verdict.message;
+          text.textContent = verdict.ok ? verdict.label + "." : verdict.message;
         }).catch(function () { text.textContent = ""; });
       }, 300);
     });

@@ -294,9 +294,13 @@ def test_the_strength_meter_gives_the_same_verdict_as_the_form(client):
     ask = lambda body, headers: client.post("/compte/force-mot-de-passe", json=body, headers=headers)
     assert ask({"password": NEW_PASSWORD}, {}).status_code == 400  # only for the page's own script
     strong = ask({"password": NEW_PASSWORD}, {"X-CSRF-Token": token}).json
-    assert strong["ok"] and strong["score"] >= 3
+    assert strong["ok"] and strong["score"] >= 3 and strong["label"] == ("Correct", "Robuste")[strong["score"] - 3]
     weak = ask({"password": "Wamytan1990!", "family_name": "Wamytan"}, {"X-CSRF-Token": token}).json
     assert not weak["ok"] and "trop prévisible" in weak["message"]
+    client.set_cookie("ncc_lang", "en")  # the meter speaks the page's language
+    short = ask({"password": "court"}, {"X-CSRF-Token": token}).json
+    assert short == {"ok": False, "score": 0, "label": "Very weak",
+                     "message": "The password must be at least 12 characters long (it has 5)."}
 
 
 def test_reflected_form_values_render_inert(client):

@@ -159,8 +159,9 @@ def test_delete_my_account_at_once_and_audited(app, client, account, broker, mai
     edit_session(broker, client, auth_time=int(time.time()) - 3600)
     assert client.get("/compte/supprimer").headers["Location"] == "/compte/confirmer-identite?suite=supprimer"  # D-16
     form = client.get("/compte/confirmer-identite?suite=supprimer").get_data(as_text=True)
-    client.post("/compte/confirmer-identite", data={"csrf_token": csrf_of(form), "suite": "supprimer",
-                                                    "password": PASSWORD})
+    confirmed = client.post("/compte/confirmer-identite", data={"csrf_token": csrf_of(form), "suite": "supprimer",
+                                                                "password": PASSWORD})
+    assert confirmed.status_code == 303 and confirmed.headers["Location"] == "/compte/supprimer"
     page = client.get("/compte/supprimer").get_data(as_text=True)
     unconfirmed = client.post("/compte/supprimer", data={"csrf_token": csrf_of(page)})
     assert "Cochez la case" in text(unconfirmed)

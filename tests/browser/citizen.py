@@ -12,8 +12,10 @@ from tests.browser.conftest import AXE, SCREENSHOTS
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]  # WCAG 2.1 levels A and AA
 _AXE_SOURCE: str | None = None
 
-FOCUSABLE = ("a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), select:not([disabled]), "
-             "textarea:not([disabled]), [tabindex]:not([tabindex='-1'])")
+FOCUSABLE = ("a[href], area[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), "
+             "select:not([disabled]), textarea:not([disabled]), details > summary:first-of-type, "
+             "audio[controls], video[controls], iframe, [contenteditable=''], [contenteditable='true'], "
+             "[tabindex]:not([tabindex='-1'])")
 # Marks every element a keyboard can reach (visible, not disabled, not tabindex=-1) and returns their names.
 _MARK_FOCUSABLE = """(selector) => {
   const out = [];
@@ -25,6 +27,14 @@ _MARK_FOCUSABLE = """(selector) => {
     out.push(((el.id ? '#' + el.id + ' ' : '') + (el.innerText || el.value || el.getAttribute('aria-label') || '')).trim());
   }
   return out;
+}"""
+# Puts the keyboard back at the top of the page, as after loading it (whatever a script or a click focused).
+_FOCUS_TOP = """() => {
+  if (document.activeElement && document.activeElement.blur) document.activeElement.blur();
+  const body = document.body;
+  body.setAttribute('tabindex', '-1');
+  body.focus();
+  body.removeAttribute('tabindex');
 }"""
 _ACTIVE = "() => { const el = document.activeElement; return el && el.dataset.kbd !== undefined ? Number(el.dataset.kbd) : -1; }"
 _UNLABELLED = """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
@@ -50,7 +60,7 @@ class Citizen:
         self.page = self.context.new_page()
         self.console: list[str] = []
         self.requests: list[str] = []
-        self.allowed_origins = {site.broker_url, site.demo_url}
+        self.allowed_origins = {site.broker_url, site.demo_url} | ({site.consent_demo_url} - {""})
         self.page.on("console", lambda message: self.console.append(message.text))
         self.page.on("request", lambda request: self.requests.append(request.url))
         self._axe_context = None
@@ -128,6 +138,19 @@ class Citizen:
             if index != -1:
                 reached.append(index)
         return reached
+
+    def assert_keyboard_reaches_everything(self) -> list[str]:
+        """From the top of the page, Tab alone reaches every visible, enabled control once, and leaves
+        the page at the end (no trap, nothing skipped); returns the controls' names in document order."""
+        self.page.evaluate(_FOCUS_TOP)
+        controls = self.keyboard_map()
+        assert controls, f"no control on {self.page.url}"
+        reached = self.tab_through(limit=len(controls) + 10)
+        missed = [controls[i] for i in range(len(controls)) if i not in reached]
+        assert missed == [], f"on {self.page.url}, Tab never reaches {missed} (reached {[controls[i] for i in reached]})"
+        assert len(reached) == len(controls), f"on {self.page.url}, the focus is stuck: {reached}"
+        self.page.evaluate(_FOCUS_TOP)
+        return controls
 
     def tab_to(self, predicate: str, limit: int = 60) -> None:
         """Press Tab until ``predicate`` (a JavaScript expression on ``el``) holds for the focused element."""

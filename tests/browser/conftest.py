@@ -32,6 +32,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 AXE = ROOT / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DEMO_SECRET = "demo-secret-for-browser-tests-0123456789"
+# A second téléservice, the demo loaded again under another client id, whose client asks the citizen's consent
+CONSENT_CLIENT = "bourses"
+CONSENT_CLIENT_NAME = "Bourses scolaires (démonstration)"
+CONSENT_SECRET = "bourses-secret-for-browser-tests-012345678"
 EMAIL = "marie.wamytan@example.nc"
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens there (the demo's data provider is not part of these tests)
 
@@ -69,6 +73,22 @@ def chromium():
         browser.close()
 
 
+@pytest.fixture
+def citizen_factory(chromium, site):
+    """Opens citizens' browsers (tests.browser.citizen.Citizen), closed at the end of the test."""
+    from tests.browser.citizen import Citizen
+
+    opened: list = []
+
+    def open_(**kwargs):
+        opened.append(Citizen(chromium, site, **kwargs))
+        return opened[-1]
+
+    yield open_
+    for citizen in opened:
+        citizen.close()
+
+
 @dataclass
 class Site:
     broker_url: str
@@ -77,6 +97,7 @@ class Site:
     app: object  # the broker's Flask application
     franceconnect_url: str  # a stand-in for FranceConnect's authorization page
     mailbox: object  # tests.account.conftest.Mailbox: the messages the broker sent
+    consent_demo_url: str = ""  # the demo téléservice again, as a client with ``consent: explicit``
 
 
 def _serve(app_holder: dict):
@@ -132,12 +153,15 @@ def site(tmp_path_factory, smtp):
     from broker.config import ClientSettings
 
     broker_holder, demo_holder, fc_holder = {}, {}, {"app": _franceconnect_stand_in}
+    consent_demo_holder = {}
     broker_server, broker_thread = _serve(broker_holder)
     demo_server, demo_thread = _serve(demo_holder)
+    consent_demo_server, consent_demo_thread = _serve(consent_demo_holder)
     fc_server, fc_thread = _serve(fc_holder)
     franceconnect_url = f"http://127.0.0.1:{fc_server.server_port}"
     broker_url = f"http://localhost:{broker_server.server_port}"
     demo_url = f"http://localhost:{demo_server.server_port}"
+    consent_demo_url = f"http://localhost:{consent_demo_server.server_port}"
     consent = "consent: implied\n" if "consent" in ClientSettings.model_fields else ""
     clients = {"demo": f"""
 name: Téléservice de démonstration
@@ -145,7 +169,14 @@ redirect_uris: [{demo_url}/callback]
 post_logout_redirect_uris: [{demo_url}/]
 client_secret: {DEMO_SECRET}
 scopes: [openid, profile, email, birth]
-{consent}"""}
+{consent}""", CONSENT_CLIENT: f"""
+name: {CONSENT_CLIENT_NAME}
+redirect_uris: [{consent_demo_url}/callback]
+post_logout_redirect_uris: [{consent_demo_url}/]
+client_secret: {CONSENT_SECRET}
+scopes: [openid, profile, email, birth]
+consent: explicit
+"""}
     directory = tmp_path_factory.mktemp("browser") / "config"
     from tests.account.conftest import smtp_block
 
@@ -175,11 +206,17 @@ client_secret: franceconnect-secret-for-browser-tests-0123
     demo = _load_demo({"NC_ISSUER": broker_url, "DEMO_CLIENT_ID": "demo", "DEMO_CLIENT_SECRET": DEMO_SECRET,
                        "DEMO_PORT": str(demo_server.server_port), "DEMO_DATA_PROVIDER": UNREACHABLE})
     demo_holder["app"] = demo.app
-    for thread in (broker_thread, demo_thread, fc_thread):
+    consent_demo = _load_demo({"NC_ISSUER": broker_url, "DEMO_CLIENT_ID": CONSENT_CLIENT,
+                               "DEMO_CLIENT_SECRET": CONSENT_SECRET, "DEMO_PORT": str(consent_demo_server.server_port),
+                               "DEMO_DATA_PROVIDER": UNREACHABLE})
+    consent_demo_holder["app"] = consent_demo.app
+    servers = ((broker_server, broker_thread), (demo_server, demo_thread), (fc_server, fc_thread),
+               (consent_demo_server, consent_demo_thread))
+    for _, thread in servers:
         thread.start()
     yield Site(broker_url=broker_url, demo_url=demo_url, broker=broker, app=app, franceconnect_url=franceconnect_url,
-               mailbox=smtp.handler)
-    for server, thread in ((broker_server, broker_thread), (demo_server, demo_thread), (fc_server, fc_thread)):
+               mailbox=smtp.handler, consent_demo_url=consent_demo_url)
+    for server, thread in servers:
         server.shutdown()
         thread.join(timeout=5)
         server.server_close()

@@ -20,19 +20,6 @@ pytestmark = pytest.mark.browser
 DEMO_HOME = "Accueil – Téléservice de démonstration"
 
 
-@pytest.fixture
-def citizen_factory(chromium, site):
-    opened: list[Citizen] = []
-
-    def open_(**kwargs) -> Citizen:
-        opened.append(Citizen(chromium, site, **kwargs))
-        return opened[-1]
-
-    yield open_
-    for citizen in opened:
-        citizen.close()
-
-
 def start_login(citizen: Citizen, site) -> None:
     """From the demo téléservice's home to NC Connect's identity source page."""
     page = citizen.page
