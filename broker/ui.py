@@ -26,6 +26,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 DSFR_DIR = STATIC / "dsfr"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 LANGUAGES = {"fr": "Français", "en": "English"}
+# The Babel locale of each language, for dates: British English puts the day first, like French does.
+LOCALES = {"fr": "fr", "en": "en_GB"}
 DEFAULT_LANGUAGE = "fr"
 LANG_COOKIE = "ncc_lang"
 
@@ -78,9 +80,9 @@ def _pending_ui_locales() -> str | None:
 
 def select_language() -> str:
     chosen = request.cookies.get(LANG_COOKIE)
-    if chosen in LANGUAGES:
-        return chosen
-    return ui_locales_language(_pending_ui_locales()) or DEFAULT_LANGUAGE
+    if chosen not in LANGUAGES:
+        chosen = ui_locales_language(_pending_ui_locales()) or DEFAULT_LANGUAGE
+    return LOCALES[chosen]
 
 
 def current_language() -> str:

@@ -52,6 +52,19 @@ def test_the_space_shows_identity_sources_history_and_sessions(app, client, acco
     assert has_sso(laptop)
 
 
+def test_the_space_in_english_with_dates_day_first(client, account):
+    flow = Flow(client)
+    flow.token(flow.code())
+    client.set_cookie("ncc_lang", "en")
+    page = client.get("/compte")
+    body = text(page)
+    assert '<html lang="en"' in page.get_data(as_text=True)
+    for shown in ("My account", "Date of birth", "14 July 1985", "Male", "Access to an online service", "Delete my account"):
+        assert shown in body, shown
+    assert re.search(r"\d\d/\d\d/20\d\d at \d\d:\d\d", body)  # the history, in Nouméa time
+    assert "Masculin" not in body and "juillet" not in body
+
+
 def test_sign_out_one_session_then_everywhere(app, client, account, broker):
     flow = Flow(client)
     refresh = flow.token(flow.code()).json["refresh_token"]
