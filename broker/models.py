@@ -51,7 +51,7 @@ class LocalCredential(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Second factor (TOTP, RFC 6238): the base32 secret once enrolment is confirmed, and the last
     # time step accepted, so that a code is never accepted twice.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_secret: Mapped[str | None] = mapped_column(String(255))  # encrypted (broker.secretbox)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_last_step: Mapped[int | None] = mapped_column()
 
