@@ -16,6 +16,7 @@ import secrets
 import shutil
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -273,3 +274,17 @@ class Flow:
         if self.client_id == "alpha":
             return {"Authorization": "Basic " + base64.b64encode(f"alpha:{SECRET}".encode()).decode()}
         return {}
+
+
+def advance_clock(broker, monkeypatch, seconds: int) -> None:
+    """Move time forward for the broker: ``time.time`` and, on Redis, every key's remaining TTL."""
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + seconds)
+    store = broker.store
+    if hasattr(store, "redis"):
+        for key in store.redis.scan_iter(store.prefix + "*"):
+            left = store.redis.pttl(key)
+            if 0 < left <= seconds * 1000:
+                store.redis.delete(key)
+            elif left > 0:
+                store.redis.pexpire(key, left - seconds * 1000)

@@ -15,7 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.conftest import ISSUER, SECRET, Flow
+from tests.conftest import ISSUER, SECRET, Flow, advance_clock
 
 ALPHA = {"Authorization": "Basic " + base64.b64encode(f"alpha:{SECRET}".encode()).decode()}
 RSA = {"Authorization": "Basic " + base64.b64encode(f"rsa:{SECRET}".encode()).decode()}
@@ -75,19 +75,6 @@ def expected_at_hash(access_token: str) -> str:
     digest = hashlib.sha256(access_token.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
-
-def advance_clock(broker, monkeypatch, seconds: int) -> None:
-    """Move time forward for the broker: ``time.time`` and, on Redis, every key's remaining TTL."""
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + seconds)
-    store = broker.store
-    if hasattr(store, "redis"):
-        for key in store.redis.scan_iter(store.prefix + "*"):
-            left = store.redis.pttl(key)
-            if 0 < left <= seconds * 1000:
-                store.redis.delete(key)
-            elif left > 0:
-                store.redis.pexpire(key, left - seconds * 1000)
 
 
 # -- successful exchange -------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import PASSWORD, SECRET, Flow, query_of
+from tests.conftest import PASSWORD, SECRET, Flow, advance_clock, query_of
 
 ALPHA = {"Authorization": "Basic " + base64.b64encode(f"alpha:{SECRET}".encode()).decode()}
 BETA = {"client_id": "beta", "client_secret": SECRET}
@@ -65,19 +65,6 @@ def assert_invalid_token(response) -> None:
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith("Bearer ") and INVALID_TOKEN in challenge
 
-
-def advance_clock(broker, monkeypatch, seconds: int) -> None:
-    """Move time forward for the broker: ``time.time`` and, on Redis, every key's remaining TTL."""
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + seconds)
-    store = broker.store
-    if hasattr(store, "redis"):
-        for key in store.redis.scan_iter(store.prefix + "*"):
-            left = store.redis.pttl(key)
-            if 0 < left <= seconds * 1000:
-                store.redis.delete(key)
-            elif left > 0:
-                store.redis.pexpire(key, left - seconds * 1000)
 
 
 # -- UserInfo --------------------------------------------------------------------

