@@ -66,13 +66,16 @@ def keys() -> None:
 
 
 @keys.command("generate")
-@click.option("--if-missing", is_flag=True, help="Do nothing when keys already exist.")
+@click.option("--if-missing", is_flag=True,
+              help="When keys already exist, only add the secrets that are missing (data-key after an upgrade).")
 @click.pass_context
 def keys_generate(ctx: click.Context, if_missing: bool) -> None:
-    """Create the ES256 and RS256 signing keys and the pairwise subject secret."""
+    """Create the ES256 and RS256 signing keys, the pairwise subject secret and the data key."""
     config = _load(ctx)
     if if_missing and (config.keys_dir / keyring.KEY_FILE).exists():
-        click.echo(f"Keys already present in {config.keys_dir}.")
+        created = keyring.ensure_secrets(config.keys_dir)
+        added = f"; created {', '.join(created)}" if created else ""
+        click.echo(f"Keys already present in {config.keys_dir}{added}.")
         return
     try:
         kids = keyring.generate(config.keys_dir)
@@ -136,8 +139,14 @@ def users_add(ctx: click.Context, email: str, exist_ok: bool, **pivot: str | Non
             raise click.ClickException("the two passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    if len(password) < 12 or len(password) > 128:
-        raise click.ClickException("the password must have 12 to 128 characters")
+    # the sign-up policy (broker.passwords): length, breached passwords, context words, strength
+    from broker.passwords import check
+
+    names = [fields.get(k, "") for k in ("given_name", "family_name", "preferred_username")]
+    services = [c.name for c in config.clients.values()] + [p.name for p in config.providers.values()]
+    verdict = check(password, email=email, names=names, services=services)
+    if not verdict.ok:
+        raise click.ClickException(f"password refused: {verdict.message}")
     engine = make_engine(config.database_url)
     if engine.dialect.name == "sqlite":
         upgrade(engine)

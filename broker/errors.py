@@ -44,6 +44,26 @@ class InvalidClient(OAuthError):
     status_code = 401
 
 
+class TooManyFailedAttempts(OAuthError):
+    """Client authentication refused unchecked while a soft lock lasts (``broker.oidc.client_auth``).
+
+    RFC 6749 §5.2 has no error code for throttling (``slow_down`` is the device flow's
+    polling signal, RFC 8628 §3.5; ``temporarily_unavailable`` belongs to the
+    authorization endpoint and blames the server).  The answer keeps the §5.2 JSON form
+    with its generic code ``invalid_request`` -- not ``invalid_client``, which would tell a
+    client holding the right secret that its secret is wrong -- and the meaning is carried
+    by HTTP: 429 Too Many Requests with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3).
+    """
+
+    error = "invalid_request"
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many failed client authentications, retry later",
+                         detail=f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
 class InvalidGrant(OAuthError):
     error = "invalid_grant"
 

@@ -26,6 +26,7 @@ from broker.errors import BrokerError
 ALGORITHMS = ("ES256", "RS256")
 KEY_FILE = "signing-keys.json"
 SUBJECT_SECRET_FILE = "subject-secret"
+DATA_KEY_FILE = "data-key"  # AES-256 key of the secrets kept in the database (broker.secretbox)
 
 
 class KeysMissing(BrokerError):
@@ -48,17 +49,26 @@ def _write_private(path: Path, content: str) -> None:
     os.replace(tmp, path)
 
 
+def ensure_secrets(keys_dir: Path) -> list[str]:
+    """Create the pairwise subject secret and the data key when absent; never replaced
+    (every pairwise sub depends on the first, every encrypted column on the second).
+    Returns the names of the files created."""
+    created = []
+    for name in (SUBJECT_SECRET_FILE, DATA_KEY_FILE):
+        if not (keys_dir / name).exists():
+            _write_private(keys_dir / name, secrets.token_hex(32))
+            created.append(name)
+    return created
+
+
 def generate(keys_dir: Path, *, force: bool = False) -> list[str]:
-    """Create a fresh key set (and the pairwise subject secret if absent). Returns the new kids."""
+    """Create a fresh key set (and the subject secret and data key if absent). Returns the new kids."""
     path = keys_dir / KEY_FILE
     if path.exists() and not force:
         raise BrokerError(f"{path} already exists; use 'keys rotate' to replace the keys")
     current = [_generate(alg) for alg in ALGORITHMS]
     _write_private(path, json.dumps({"current": current, "retired": []}, indent=2))
-    secret_path = keys_dir / SUBJECT_SECRET_FILE
-    if not secret_path.exists():
-        # Never regenerated: every pairwise sub depends on it.
-        _write_private(secret_path, secrets.token_hex(32))
+    ensure_secrets(keys_dir)
     return [k["kid"] for k in current]
 
 
@@ -105,6 +115,7 @@ class KeyRing:
         self.overlap = overlap
         self._loaded: _Loaded | None = None
         self.subject_secret = b""
+        self.data_key = b""
 
     def _load(self) -> _Loaded:
         try:
@@ -124,6 +135,7 @@ class KeyRing:
             signing[k["alg"]] = ECKey.import_key(priv) if k["kty"] == "EC" else RSAKey.import_key(priv)
             kids[k["alg"]] = k["kid"]
         self.subject_secret = (self.path.parent / SUBJECT_SECRET_FILE).read_text().strip().encode()
+        self.data_key = _read_data_key(self.path.parent / DATA_KEY_FILE)
         self._loaded = _Loaded(mtime, signing, kids, jwks, KeySet.import_key_set(jwks))
         return self._loaded
 
@@ -146,3 +158,19 @@ class KeyRing:
     def ensure_subject_secret(self) -> bytes:
         self._load()
         return self.subject_secret
+
+    def ensure_data_key(self) -> bytes:
+        self._load()
+        return self.data_key
+
+
+def _read_data_key(path: Path) -> bytes:
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        raise KeysMissing(f"{path} not found; run 'nc-connect keys generate --if-missing'") from None
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise KeysMissing(f"{path} is not a 256-bit key (64 hexadecimal digits)")
+    return key

@@ -180,3 +180,21 @@ class Consent(Base):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     scope: Mapped[str] = mapped_column(Text)
     granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KnownDevice(Base):
+    """A browser a citizen has logged in from with their password (the ``ncc_device`` cookie).
+
+    Only a SHA-256 of the account id and the cookie's random value is stored (never the cookie),
+    so one browser shared by two accounts is not linkable across them; ``browser`` and ``system``
+    are the families read from the User-Agent ("Firefox", "Windows"), never the header itself.
+    A login from a browser not listed here sends the citizen a notice (checklist D-09).
+    """
+
+    __tablename__ = "known_devices"
+    device_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    browser: Mapped[str | None] = mapped_column(String(40))
+    system: Mapped[str | None] = mapped_column(String(40))
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -186,6 +186,8 @@ def finish_login(identity: UpstreamIdentity, rid: str | None, *, local_account: 
     """Resolve the account, honour a pending link, and start a fresh session (new identifier)."""
     broker = current_broker()
     session = browser()
+    # a login with the local password (possibly proving the account to link another source to)
+    with_password = isinstance(broker.providers.get(identity.provider_id), PasswordProvider)
     account_id = local_account
     if account_id is None:
         resolution = resolve(broker, identity)
@@ -205,9 +207,13 @@ def finish_login(identity: UpstreamIdentity, rid: str | None, *, local_account: 
                                     session_data=pending["session_data"])
         rid = pending["rid"] or rid
     session.sign_in(account_id, identity.acr, list(identity.amr), identity.auth_time, identity.provider_id)
-    from broker.account.hooks import signed_in
+    from broker.account.hooks import password_login, signed_in
 
     signed_in(broker, session, identity.provider_id, identity.acr)
+    if with_password:
+        req = pending_request(rid) if rid else None
+        client = broker.config.clients.get(req.client_id) if req else None
+        password_login(broker, account_id, localized(client) if client else None)
     if identity.session_data:
         session["upstream"] = {"provider_id": identity.provider_id, "data": dict(identity.session_data)}
     audit.info("login success account=%s source=%s acr=%s", account_id, identity.provider_id, identity.acr)

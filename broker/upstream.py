@@ -17,11 +17,11 @@ from flask import Response, g, redirect, request, url_for
 from flask_babel import gettext
 
 from broker import accounts
-from broker.ui import localized
 from broker.app import current_broker
 from broker.identities import create
 from broker.oidc.authorize import pending_request
-from broker.pages import blueprint, continue_after_login, finish_login, local_provider
+from broker.pages import blueprint, finish_login, local_provider
+from broker.ui import localized
 from broker.web import browser, csrf_valid, error_page, page, page_title
 from providers.base import LEVELS, LoginRequest, RedirectProvider, UpstreamError, UpstreamIdentity, level_rank
 
@@ -34,7 +34,6 @@ def callback_url(provider_id: str) -> str:
 
 
 def begin(provider: RedirectProvider, rid: str | None) -> Response:
-    broker = current_broker()
     req = pending_request(rid) if rid else None
     required = level_rank(req.acr_required) if req else 0
     if level_rank(provider.level) < required:

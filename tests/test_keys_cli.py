@@ -110,9 +110,45 @@ def test_users_add_rejects_bad_fields(config_dir, args, message):
     assert result.exit_code != 0 and message in result.output
 
 
-def test_users_add_rejects_short_password(config_dir):
-    result = run("--config", str(config_dir), "users", "add", "x@example.nc", input="short\n")
-    assert result.exit_code != 0 and "12 to 128 characters" in result.output
+@pytest.mark.parametrize("password, message", [
+    ("short", "au moins 12 caractères"),
+    ("azerty123456", "plus courants"),
+    ("marielouise1979", "trop prévisible"),  # the citizen's own names
+    ("demo-sesame-2026", "trop prévisible"),  # the broker's own words (the former demo password)
+])
+def test_users_add_applies_the_signup_password_policy(config_dir, password, message):
+    result = run("--config", str(config_dir), "users", "add", "marie@example.nc", "--given-name", "Marie Louise",
+                 input=password + "\n")
+    assert result.exit_code == 1, result.output
+    assert "password refused" in result.output and message in result.output
+    assert password not in result.output
+
+
+def test_users_add_accepts_a_strong_password(config_dir):
+    assert run("--config", str(config_dir), "db", "upgrade").exit_code == 0  # PostgreSQL is not migrated by users add
+    result = run("--config", str(config_dir), "users", "add", "marie@example.nc", "--given-name", "Marie Louise",
+                 input="pirogue-niaouli-lagon-2026\n")
+    assert result.exit_code == 0, result.output
+    assert "Created account" in result.output
+
+
+def test_demo_password_passes_the_policy():
+    """scripts/demo creates its account with ``nc-connect users add``: its password must pass the policy."""
+    import re
+    from pathlib import Path
+
+    from broker.app import load
+    from broker.passwords import check
+
+    root = Path(__file__).resolve().parent.parent
+    script = (root / "scripts" / "demo").read_text()
+    password = re.search(r"^DEMO_PASSWORD='([^']+)'$", script, re.M).group(1)
+    email = re.search(r"^DEMO_EMAIL=(\S+)$", script, re.M).group(1)
+    config = load(root / "config")
+    services = [c.name for c in config.clients.values()] + [p.name for p in config.providers.values()]
+    verdict = check(password, email=email, names=["Marie Louise", "Wamytan"], services=services)
+    assert verdict.ok, verdict.message
+    assert f"`{password}`" in (root / "README.md").read_text()  # the README shows the same password
 
 
 def test_demo_configuration_ships_no_account(tmp_path):

@@ -14,6 +14,13 @@ def signed_in(broker: Broker, session: BrowserSession, provider_id: str, acr: st
     record(broker, session.account_id, "login", provider_id=provider_id, acr=acr)
 
 
+def password_login(broker: Broker, account_id: str, service: str | None) -> None:
+    """A login with the local password is complete: remember the browser, notify a new one (D-09)."""
+    from broker.account import devices
+
+    devices.password_login(broker, account_id, service)
+
+
 def code_issued(broker: Broker, session: BrowserSession, client_id: str) -> None:
     """The connection history: which téléservice, when, with which source and level."""
     record(broker, session.account_id, "authorized", client_id=client_id, provider_id=session.get("provider_id"),

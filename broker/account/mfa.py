@@ -8,6 +8,9 @@
   session (``mfa_pending``, a new session identifier) and a code is asked on its own page,
   throttled per account and per IP, with five tries before the password is asked again.
   A code (time step) is never accepted twice.
+* At rest: the TOTP secret is encrypted (broker.secretbox, bound to its account); a legacy
+  clear value is re-encrypted at its next successful use.  A value that does not open with the
+  data key refuses every code (fail closed; the recovery codes still serve).
 * Level: with the second factor a local login reaches the provider's ``second_factor_level``
   (amr pwd, otp, mfa); with the password alone, eidas1.  When a téléservice asks more than a
   password gives, an account without a second factor is offered to enrol, or goes back to
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 
@@ -27,7 +31,7 @@ from flask import Response, redirect, request, url_for
 from flask_babel import gettext, lazy_gettext, ngettext
 from sqlalchemy import delete, or_, select, update
 
-from broker import throttle
+from broker import secretbox, throttle
 from broker.account import blueprint, sessions_index
 from broker.account.common import (
     client_ip, credential, form_page, record, require_fresh, signed_in_account, to_login, user_agent,
@@ -49,6 +53,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32: no i, l, o
 PENDING_LIFETIME = 5 * 60
 MAX_TRIES = 5
 SECOND_FACTOR_AMR = ["pwd", "otp", "mfa"]
+log = logging.getLogger("nc_connect.mfa")
 LOGIN_EXPIRED = (lazy_gettext("Demande expirée"),
                  lazy_gettext("La connexion a pris trop de temps. Recommencez depuis le site du service, ou depuis la "
                               "page de connexion."))
@@ -90,18 +95,38 @@ def matching_step(secret: str, code: str, at: float | None = None) -> int | None
     return None
 
 
+def _seal(broker, account_id: str, secret: str) -> str:
+    return secretbox.seal(broker.keys.ensure_data_key(), secret, secretbox.aad("totp", account_id))
+
+
+def _clear_secret(broker, account_id: str, stored: str) -> str | None:
+    """The TOTP secret in clear (a legacy value is stored in clear); None when it does not open."""
+    if not secretbox.is_sealed(stored):
+        return stored
+    try:
+        return secretbox.unseal(broker.keys.ensure_data_key(), stored, secretbox.aad("totp", account_id))
+    except secretbox.SecretBoxError:
+        log.error("TOTP secret of account %s does not open: the data key does not match the one it was "
+                  "encrypted with (or the value belongs to another account); every code is refused", account_id)
+        return None
+
+
 def verify_totp(broker, account_id: str, code: str) -> bool:
     cred = credential(broker, account_id)
     if not cred or not cred.totp_secret:
         return False
-    step = matching_step(cred.totp_secret, code)
+    secret = _clear_secret(broker, account_id, cred.totp_secret)
+    step = matching_step(secret, code) if secret else None
     if step is None:
         return False
+    values = {"totp_last_step": step}
+    if not secretbox.is_sealed(cred.totp_secret):
+        values["totp_secret"] = _seal(broker, account_id, secret)  # legacy clear value: encrypted from now on
     with broker.sessions.begin() as s:  # a code is accepted once: the step must move forward
         return s.execute(update(LocalCredential).where(
-            LocalCredential.account_id == account_id,
+            LocalCredential.account_id == account_id, LocalCredential.totp_secret == cred.totp_secret,
             or_(LocalCredential.totp_last_step.is_(None), LocalCredential.totp_last_step < step),
-        ).values(totp_last_step=step)).rowcount == 1
+        ).values(**values)).rowcount == 1
 
 
 def _code_hash(code: str) -> str:
@@ -136,7 +161,8 @@ def recovery_codes_left(broker, account_id: str) -> int:
 def enable(broker, account_id: str, secret: str, step: int) -> list[str]:
     with broker.sessions.begin() as s:
         s.execute(update(LocalCredential).where(LocalCredential.account_id == account_id)
-                  .values(totp_secret=secret, totp_enabled_at=utcnow(), totp_last_step=step))
+                  .values(totp_secret=_seal(broker, account_id, secret), totp_enabled_at=utcnow(),
+                          totp_last_step=step))
     return new_recovery_codes(broker, account_id)
 
 

@@ -16,7 +16,7 @@ from flask_babel import gettext, lazy_gettext
 from sqlalchemy import delete, select
 
 from broker import throttle
-from broker.account import blueprint, mfa, sessions_index, tokens
+from broker.account import blueprint, devices, mfa, sessions_index, tokens
 from broker.account.common import (
     AFTER_LOGIN, audit, brand, client_ip, credential, form_page, history, local_time, mail_enabled, record,
     require_fresh, service_names, signed_in_account, throttled, to_login, valid_email,
@@ -55,11 +55,8 @@ def _level_label(level: str | None) -> str:
 
 
 def _device(user_agent: str) -> str:
-    ua = user_agent or ""
-    browser_name = next((n for k, n in (("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
-                                        ("Safari/", "Safari")) if k in ua), None) or gettext("Navigateur")
-    system = next((n for k, n in (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"),
-                                  ("Windows", "Windows"), ("Mac OS", "macOS"), ("Linux", "Linux")) if k in ua), "")
+    browser_name, system = devices.families(user_agent)
+    browser_name = browser_name or gettext("Navigateur")
     return gettext("%(browser)s sur %(system)s", browser=browser_name, system=system) if system else browser_name
 
 
@@ -318,6 +315,8 @@ def data_export() -> Response:
         "active_sessions": [{"since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a.created)),
                              "source": a.provider_id, "level": a.acr, "device": a.user_agent}
                             for a in sessions_index.active(broker, account.id)],
+        "known_browsers": [{"browser": d.browser, "system": d.system, "first_seen": d.first_seen.isoformat(),
+                            "last_seen": d.last_seen.isoformat()} for d in devices.known(broker, account.id)],
     }
     body = json.dumps(data, ensure_ascii=False, indent=2)
     audit.info("account data exported account=%s", account.id)
@@ -348,7 +347,8 @@ def delete_account() -> Response:
     sessions_index.end_all(broker, account.id)
     with broker.sessions.begin() as s:
         s.execute(delete(AccountEvent).where(AccountEvent.account_id == account.id))
-        s.execute(delete(Account).where(Account.id == account.id))  # cascades: credentials, links, grants, tokens
+        s.execute(delete(Account).where(Account.id == account.id))  # cascades: credentials, links, grants, tokens,
+        # consents, known browsers (foreign keys ON DELETE CASCADE; SQLite's are enforced by broker.db)
     record(broker, account.id, "account_deleted")
     browser().destroy()
     if email and mail_enabled(broker):

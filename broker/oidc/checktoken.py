@@ -4,7 +4,8 @@ A data provider (fournisseur de données, ``config/data_providers/<id>.yaml``) r
 an access token from a téléservice acting for the citizen, and asks the broker what it
 may do with it: ``POST <issuer>/checktoken`` with the form parameters ``token``,
 ``client_id`` and ``client_secret`` (its own credentials; wrong or missing ones are
-answered 401 ``invalid_client``).
+answered 401 ``invalid_client``; repeated wrong ones are throttled like the clients'
+at ``/token``: 429 with ``Retry-After`` while a soft lock lasts).
 
 The answer is a JWT introspection response (RFC 9701), ``application/token-introspection+jwt``:
 a JWT signed by the broker (``typ: token-introspection+jwt``, the data provider's
@@ -43,6 +44,7 @@ from broker.claims import release, subject_for
 from broker.config import DataProviderSettings
 from broker.errors import InvalidClient, InvalidRequest, OAuthError
 from broker.oidc import blueprint
+from broker.oidc.client_auth import throttled
 from broker.oidc.params import single_params
 from broker.oidc.responses import json_error
 
@@ -56,11 +58,15 @@ def authenticate_data_provider(broker: Broker, params: dict[str, str]) -> DataPr
     client_id, secret = params.get("client_id"), params.get("client_secret")
     if not client_id or not secret:
         raise InvalidClient("client_id and client_secret are required")
-    dp = broker.config.data_providers.get(client_id)
-    expected = dp.client_secret.encode() if dp else _DUMMY_SECRET
-    if not hmac.compare_digest(expected, secret.encode()) or dp is None:
-        raise InvalidClient("client authentication failed", detail=f"data provider {client_id!r}")
-    return dp
+
+    def verify() -> DataProviderSettings:
+        dp = broker.config.data_providers.get(client_id)
+        expected = dp.client_secret.encode() if dp else _DUMMY_SECRET
+        if not hmac.compare_digest(expected, secret.encode()) or dp is None:
+            raise InvalidClient("client authentication failed", detail=f"data provider {client_id!r}")
+        return dp
+
+    return throttled(broker, client_id, verify)
 
 
 def token_id(token: str) -> str:

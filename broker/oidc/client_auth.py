@@ -3,6 +3,11 @@
 Each client authenticates with exactly the method registered for it
 (checklist A-13): ``client_secret_basic``, ``client_secret_post``,
 ``private_key_jwt`` (RFC 7523, OIDC Core §9) or ``none`` for public clients.
+
+Failed authentications are throttled (:func:`throttled`, also used by ``/checktoken``
+for data providers) with :mod:`broker.throttle`'s soft locks: per client_id and source
+IP, and more loosely per source IP whatever the client_id.  A lock ends by itself, and
+failures from one address never lock the client out at another.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 from urllib.parse import unquote
 
 import requests
@@ -22,10 +28,13 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from broker import throttle
 from broker.app import Broker
 from broker.config import ClientSettings
-from broker.errors import InvalidClient, InvalidRequest
+from broker.errors import InvalidClient, InvalidRequest, TooManyFailedAttempts
 
+log = logging.getLogger("nc_connect.client_auth")
+T = TypeVar("T")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ["ES256", "RS256", "PS256"]
 MAX_ASSERTION_LIFETIME = 300
@@ -33,6 +42,44 @@ _JWKS_CACHE_SECONDS = 300
 _JWKS_MIN_REFETCH = 30  # a client that rotated its key is re-fetched, at most this often
 _jwks_cache: dict[str, tuple[float, KeySet]] = {}
 _jwks_lock = threading.Lock()
+THROTTLE_SCOPE = "client_auth"
+# failures allowed within throttle.WINDOW (an hour) before growing delays (1 s, 2 s, 4 s… 15 min at most);
+# the per-IP allowance is looser: several clients, or data providers, may share one egress address
+FREE_FAILURES = 10
+FREE_FAILURES_PER_IP = 50
+
+
+class KeysUnavailable(InvalidClient):
+    """The client's ``jwks_uri`` could not be fetched: an outage, not a guess, so it is not counted."""
+
+
+def throttled(broker: Broker, client_id: str, authenticate: Callable[[], T]) -> T:
+    """Run ``authenticate`` unless failed attempts locked ``client_id`` from this IP, or this IP.
+
+    While a lock lasts, the credentials are not even checked (no oracle): 429 with
+    ``Retry-After`` (:class:`~broker.errors.TooManyFailedAttempts`).  Each ``InvalidClient``
+    counts one failure; a success clears the client's counter for this IP.  Logs name the
+    client_id and the IP, never a secret or an assertion.
+    """
+    from broker.pages import client_ip
+
+    ip = client_ip()
+    pair = f"client\0{client_id}\0{ip}"
+    limits = {pair: FREE_FAILURES, f"ip\0{ip}": FREE_FAILURES_PER_IP}
+    wait = throttle.retry_after_scoped(broker.store, THROTTLE_SCOPE, limits)
+    if wait:
+        log.warning("client authentication throttled client_id=%r ip=%s retry_after=%d", client_id[:100], ip, wait)
+        raise TooManyFailedAttempts(wait)
+    try:
+        result = authenticate()
+    except KeysUnavailable:
+        raise
+    except InvalidClient:
+        throttle.count_scoped(broker.store, THROTTLE_SCOPE, limits)
+        log.warning("client authentication failed client_id=%r ip=%s", client_id[:100], ip)
+        raise
+    throttle.clear_scoped(broker.store, THROTTLE_SCOPE, pair)
+    return result
 
 
 def _basic(header: str) -> tuple[str, str] | None:
@@ -82,7 +129,7 @@ def client_keys(client: ClientSettings) -> KeySet:
         response.raise_for_status()
         keys = KeySet.import_key_set(response.json())
     except (requests.RequestException, ValueError, JoseError) as exc:
-        raise InvalidClient("the client's keys could not be fetched", detail=f"{uri}: {exc}") from None
+        raise KeysUnavailable("the client's keys could not be fetched", detail=f"{uri}: {exc}") from None
     with _jwks_lock:
         _jwks_cache[uri] = (time.time() + _JWKS_CACHE_SECONDS, keys)
     return keys
@@ -160,7 +207,11 @@ def authenticate_client(broker: Broker, params: dict[str, str], authorization: s
         client_id, secret = params.get("client_id"), params.get("client_secret", "")
         if not client_id:
             raise InvalidClient("client authentication is required")
+    return throttled(broker, str(client_id), lambda: _verify(broker, params, method, client_id, secret, endpoint_url))
 
+
+def _verify(broker: Broker, params: dict[str, str], method: str, client_id: Any, secret: str,
+            endpoint_url: str) -> ClientSettings:
     client = _client(broker, client_id)
     if client.token_endpoint_auth_method != method:
         raise InvalidClient(f"this client must authenticate with {client.token_endpoint_auth_method}")

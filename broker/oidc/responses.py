@@ -29,4 +29,6 @@ def json_error(exc: OAuthError, *, www_authenticate: str | None = None) -> Respo
     response.status_code = exc.status_code
     if www_authenticate:
         response.headers["WWW-Authenticate"] = www_authenticate
+    if getattr(exc, "retry_after", None):
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response
