@@ -112,8 +112,10 @@ def create_app(config: Config | str | Path | None = None, *, migrate: bool | Non
     from broker import upstream_saml  # noqa: F401 - SAML metadata and single logout endpoints
     from broker.pages import blueprint as pages_blueprint
     from broker.account import blueprint as account_blueprint
+    from broker.health import blueprint as health_blueprint
 
     web.init_app(app)
+    app.register_blueprint(health_blueprint)
     app.register_blueprint(oidc_blueprint)
     app.register_blueprint(pages_blueprint)
     app.register_blueprint(account_blueprint)

@@ -35,12 +35,19 @@ class EphemeralStore(Protocol):
     def incr(self, key: str, ttl: int) -> int:
         """Increment a counter; its window of ``ttl`` seconds starts at the first increment."""
 
+    def ping(self) -> None:
+        """Raise when the store cannot be reached (the readiness check)."""
+
+
+REDIS_TIMEOUT = 5  # seconds
+
 
 class RedisStore:
     def __init__(self, url: str, prefix: str = "ncc:") -> None:
         import redis
 
-        self.redis = redis.Redis.from_url(url)
+        # bounded waits: a Redis that stops answering fails requests (and /readyz) instead of hanging them
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
         self.prefix = prefix
 
     def _k(self, key: str) -> str:
@@ -62,6 +69,9 @@ class RedisStore:
 
     def delete(self, key):
         self.redis.delete(self._k(key))
+
+    def ping(self):
+        self.redis.ping()
 
     def incr(self, key, ttl):
         pipe = self.redis.pipeline()
@@ -125,6 +135,10 @@ class DatabaseStore:
     def delete(self, key):
         with self.sessions.begin() as s:
             s.execute(delete(EphemeralEntry).where(EphemeralEntry.key == key))
+
+    def ping(self):
+        with self.sessions() as s:
+            s.execute(select(1))
 
     def incr(self, key, ttl):
         # Optimistic compare-and-set, portable to SQLite and PostgreSQL.

@@ -12,6 +12,7 @@ from flask_babel import gettext
 from werkzeug.exceptions import HTTPException
 
 from broker.errors import UnsafeRedirect
+from broker.health import ENDPOINTS as HEALTH_ENDPOINTS
 from broker.sessions import BrowserSession
 from broker.ui import N_
 
@@ -113,6 +114,8 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _load_session() -> None:
         g.correlation_id = secrets.token_hex(8)
+        if request.endpoint in HEALTH_ENDPOINTS:
+            return  # no session: the store may be the very thing that is down
         g.browser = BrowserSession(broker.store, broker.config)
         g.browser.load(request)
 
