@@ -58,6 +58,12 @@ def to_login() -> Response:
     return redirect(url_for("pages.login"), code=303)
 
 
+def page_expired() -> Response:
+    """A form of the citizen's space came back without its anti-CSRF token (E-09)."""
+    return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400,
+                      back_url=url_for("account.space"))
+
+
 def credential(broker: Broker, account_id: str) -> LocalCredential | None:
     with broker.sessions() as s:
         return s.get(LocalCredential, account_id)

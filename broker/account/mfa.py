@@ -34,7 +34,8 @@ from sqlalchemy import delete, or_, select, update
 from broker import secretbox, throttle
 from broker.account import blueprint, sessions_index
 from broker.account.common import (
-    client_ip, credential, form_page, record, require_fresh, signed_in_account, to_login, user_agent,
+    client_ip, credential, form_page, page_expired, record, require_fresh, signed_in_account, to_login,
+    user_agent,
 )
 from broker.account.recovery import issuer_url
 from broker.app import current_broker
@@ -335,8 +336,7 @@ def mfa_submit() -> Response:
     if account is None:
         return to_login()
     if not csrf_valid():
-        return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400,
-                          back_url=url_for("account.space"))
+        return page_expired()
     stale = require_fresh("2fa")
     if stale:
         return stale

@@ -18,8 +18,8 @@ from sqlalchemy import delete, select
 from broker import throttle
 from broker.account import blueprint, devices, mfa, sessions_index, tokens
 from broker.account.common import (
-    AFTER_LOGIN, audit, brand, client_ip, credential, form_page, history, local_time, mail_enabled, record,
-    require_fresh, service_names, signed_in_account, throttled, to_login, valid_email,
+    AFTER_LOGIN, audit, brand, client_ip, credential, form_page, history, local_time, mail_enabled, page_expired,
+    record, require_fresh, service_names, signed_in_account, throttled, to_login, valid_email,
 )
 from broker.account.identity_form import country_name
 from broker.account.recovery import notify_password_changed, set_password
@@ -265,8 +265,7 @@ def sessions_end() -> Response:
     if account is None:
         return to_login()
     if not csrf_valid():
-        return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400,
-                          back_url=url_for("account.space"))
+        return page_expired()
     session = browser()
     if request.form.get("action") == "all":
         sessions_index.end_all(broker, account.id)
@@ -290,8 +289,7 @@ def data_export() -> Response:
     if account is None:
         return to_login()
     if not csrf_valid():
-        return error_page(gettext("Page expirée"), gettext("La page a expiré. Recommencez."), 400,
-                          back_url=url_for("account.space"))
+        return page_expired()
     cred = credential(broker, account.id)
     with broker.sessions() as s:
         grants = list(s.execute(select(Grant).where(Grant.account_id == account.id)).scalars())
