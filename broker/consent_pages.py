@@ -12,14 +12,13 @@ from broker.app import current_broker
 from broker.errors import AccessDenied
 from broker.oidc.authorize import RedirectableError, answer, error_response, pending_request
 from broker.pages import EXPIRED, blueprint
-from broker.ui import DEFAULT_LANGUAGE, current_language, localized
+from broker.ui import localized
 from broker.web import browser, csrf_valid, error_page, page, page_title
 
 
 def granted_on(when: datetime) -> str:
-    """The day a consent was given, in Nouméa, in the page's language: 12/04/2026 in French, the long
-    form elsewhere (April 12, 2026: no day/month order to guess)."""
-    return format_date(when, "short" if current_language() == DEFAULT_LANGUAGE else "long")
+    """The day a consent was given, in Nouméa, in the page's language (12/04/2026 in both)."""
+    return format_date(when, "short")
 
 
 @blueprint.route("/consentement", methods=["GET"], endpoint="consent")

@@ -53,7 +53,7 @@ def ready() -> Response:
             check(broker)
             checks[name] = "ok"
         except Exception as exc:  # any failure of a backend means "not ready", whatever its kind
-            log.error("readiness: %s unavailable: %s", name, type(exc).__name__)
+            log.error("readiness: %s unavailable: %s: %s", name, type(exc).__name__, str(exc)[:300])
             checks[name] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
     response = jsonify(status="ok" if ok else "unavailable", checks=checks)

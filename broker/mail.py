@@ -21,12 +21,12 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 
-from flask import current_app, has_request_context
+from flask import current_app
 from flask_babel import force_locale
 from markupsafe import Markup, escape
 
 from broker.config import SmtpSettings
-from broker.ui import DEFAULT_LANGUAGE, current_language
+from broker.ui import LOCALES, current_language
 
 log = logging.getLogger("nc_connect.mail")
 BROKER_NAME = "NC Connect"
@@ -48,21 +48,16 @@ def _html_paragraphs(text: str) -> list[Markup]:
     return out
 
 
-def message_language() -> str:
-    """The citizen's language inside a request (the page's locale), French outside one."""
-    return current_language() if has_request_context() else DEFAULT_LANGUAGE
-
-
 def _render(name: str, **context) -> str:
     # The application's templates without the pages' context processors, which need a request.
     return current_app.jinja_env.get_template(f"account/email/{name}").render(**context)
 
 
 def build_message(settings: SmtpSettings, to: str, template: str, **context) -> EmailMessage:
-    """The message, in ``message_language()``; needs the application context (its templates)."""
+    """The message in the page's language (French outside a request); needs the application context."""
     context.setdefault("broker_name", BROKER_NAME)
-    lang = message_language()
-    with force_locale(lang):
+    lang = current_language()
+    with force_locale(LOCALES[lang]):
         subject, _, text = _render(f"{template}.txt", **context).partition("\n")
         text = text.strip("\n") + "\n"
         html = _render("_layout.html", lang=lang, broker_name=context["broker_name"], subject=subject.strip(),

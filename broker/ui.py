@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Flask, Response, g, redirect, request, send_file, url_for
+from flask import Blueprint, Flask, Response, g, has_request_context, redirect, request, send_file, url_for
 from flask_babel import Babel, get_locale, lazy_gettext
 
 log = logging.getLogger("nc_connect.ui")
@@ -79,6 +79,10 @@ def _pending_ui_locales() -> str | None:
 
 
 def select_language() -> str:
+    """The Babel locale of the page: the citizen's choice, else the request's ``ui_locales``, else French
+    (also outside a request: an email sent by a command, a background job)."""
+    if not has_request_context():
+        return LOCALES[DEFAULT_LANGUAGE]
     chosen = request.cookies.get(LANG_COOKIE)
     if chosen not in LANGUAGES:
         chosen = ui_locales_language(_pending_ui_locales()) or DEFAULT_LANGUAGE

@@ -66,7 +66,7 @@ def authenticate_data_provider(broker: Broker, params: dict[str, str]) -> DataPr
             raise InvalidClient("client authentication failed", detail=f"data provider {client_id!r}")
         return dp
 
-    return throttled(broker, client_id, verify)
+    return throttled(broker, client_id, client_id in broker.config.data_providers, verify)
 
 
 def token_id(token: str) -> str:

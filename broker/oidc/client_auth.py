@@ -53,22 +53,25 @@ class KeysUnavailable(InvalidClient):
     """The client's ``jwks_uri`` could not be fetched: an outage, not a guess, so it is not counted."""
 
 
-def throttled(broker: Broker, client_id: str, authenticate: Callable[[], T]) -> T:
-    """Run ``authenticate`` unless failed attempts locked ``client_id`` from this IP, or this IP.
+def throttled(broker: Broker, client_id: str, registered: bool, authenticate: Callable[[], T]) -> T:
+    """Run ``authenticate`` unless failed attempts locked ``client_id`` from this IP.
 
-    While a lock lasts, the credentials are not even checked (no oracle): 429 with
-    ``Retry-After`` (:class:`~broker.errors.TooManyFailedAttempts`).  Each ``InvalidClient``
-    counts one failure; a success clears the client's counter for this IP.  Logs name the
-    client_id and the IP, never a secret or an assertion.
+    Failures count per (client_id, IP) and per IP.  The per-IP lock stops one address from
+    trying many client_ids, but it only applies to ids that are not ``registered``: a
+    registered client is never locked out by others sharing its address (a NAT, a hosting
+    provider's egress), only by its own failures there.  While a lock lasts the credentials
+    are not even checked (no oracle): 429 with ``Retry-After``
+    (:class:`~broker.errors.TooManyFailedAttempts`).  A success clears the client's counter for
+    this IP.  Logs name the client_id and the IP, never a secret or an assertion.
     """
     from broker.pages import client_ip
 
     ip = client_ip()
-    pair = f"client\0{client_id}\0{ip}"
-    limits = {pair: FREE_FAILURES, f"ip\0{ip}": FREE_FAILURES_PER_IP}
-    wait = throttle.retry_after_scoped(broker.store, THROTTLE_SCOPE, limits)
+    pair, per_ip = f"client\0{client_id}\0{ip}", f"ip\0{ip}"
+    limits = {pair: FREE_FAILURES, per_ip: FREE_FAILURES_PER_IP}
+    wait = throttle.retry_after_scoped(broker.store, THROTTLE_SCOPE, [pair] if registered else limits)
     if wait:
-        log.warning("client authentication throttled client_id=%r ip=%s retry_after=%d", client_id[:100], ip, wait)
+        log.debug("client authentication throttled client_id=%r ip=%s retry_after=%d", client_id[:100], ip, wait)
         raise TooManyFailedAttempts(wait)
     try:
         result = authenticate()
@@ -207,7 +210,9 @@ def authenticate_client(broker: Broker, params: dict[str, str], authorization: s
         client_id, secret = params.get("client_id"), params.get("client_secret", "")
         if not client_id:
             raise InvalidClient("client authentication is required")
-    return throttled(broker, str(client_id), lambda: _verify(broker, params, method, client_id, secret, endpoint_url))
+    client_id = str(client_id)
+    return throttled(broker, client_id, client_id in broker.config.clients,
+                     lambda: _verify(broker, params, method, client_id, secret, endpoint_url))
 
 
 def _verify(broker: Broker, params: dict[str, str], method: str, client_id: Any, secret: str,
