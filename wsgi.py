@@ -6,4 +6,4 @@ from broker.app import create_app
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-app = create_app()
+app = create_app(sweeper=True)  # and the periodic sweep of expired sessions

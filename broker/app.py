@@ -79,11 +79,14 @@ def load_mappings(config: Config) -> dict:
     return {pid: load_mapping(MAPPINGS_DIR / s.mapping) for pid, s in config.providers.items() if s.enabled}
 
 
-def create_app(config: Config | str | Path | None = None, *, migrate: bool | None = None) -> Flask:
+def create_app(config: Config | str | Path | None = None, *, migrate: bool | None = None,
+               sweeper: bool = False) -> Flask:
     """Build the broker.  ``config`` is a loaded Config or a configuration directory.
 
     Migrations run automatically on the embedded SQLite default (``migrate=None``);
     on a server database ``nc-connect db upgrade`` is the administrator's step.
+    ``sweeper``: a serving broker (``serve``, ``wsgi.py``) also sweeps expired sessions
+    every ``session_sweep_interval`` seconds in a daemon thread (back-channel logout).
     """
     if not isinstance(config, Config):
         config = load(config)
@@ -119,6 +122,10 @@ def create_app(config: Config | str | Path | None = None, *, migrate: bool | Non
     app.register_blueprint(oidc_blueprint)
     app.register_blueprint(pages_blueprint)
     app.register_blueprint(account_blueprint)
+    if sweeper:
+        from broker.account.sessions_index import start_sweeper
+
+        start_sweeper(broker)
     return app
 
 

@@ -1,4 +1,4 @@
-"""The ``nc-connect`` command line: serve, check-config, db, keys, users."""
+"""The ``nc-connect`` command line: serve, check-config, db, keys, users, sessions."""
 
 from __future__ import annotations
 
@@ -62,26 +62,65 @@ def db_upgrade(ctx: click.Context) -> None:
 
 @main.group()
 def keys() -> None:
-    """Signing keys."""
+    """Signing keys, the subject secret and the data key (and what it encrypts)."""
+
+
+def _sealed_values(config: Config, data_key_lost: bool):
+    """``ensure_secrets``'s question: how many values does the database hold sealed with a data key?"""
+    def count() -> int:
+        from pathlib import Path
+
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from broker.account.mfa import sealed_count
+        from broker.db import make_engine
+
+        if data_key_lost:
+            return 0
+        url = config.database_url
+        if url.startswith("sqlite:///") and not url.endswith(":memory:") and not Path(url[len("sqlite:///"):]).exists():
+            return 0  # a fresh deployment: no database yet (and none created here)
+        engine = make_engine(url)
+        try:
+            return sealed_count(engine)
+        except SQLAlchemyError as exc:  # cannot tell: do not create a key that may orphan data
+            raise click.ClickException(f"cannot check the database for TOTP secrets sealed with a data key ({exc}); "
+                                       "data-key not created") from None
+        finally:
+            engine.dispose()
+    return count
 
 
 @keys.command("generate")
 @click.option("--if-missing", is_flag=True,
               help="When keys already exist, only add the secrets that are missing (data-key after an upgrade).")
+@click.option("--data-key-lost", is_flag=True,
+              help="Create a new data-key although the database holds TOTP secrets sealed with the lost one "
+                   "(their citizens must enrol again).")
 @click.pass_context
-def keys_generate(ctx: click.Context, if_missing: bool) -> None:
-    """Create the ES256 and RS256 signing keys, the pairwise subject secret and the data key."""
+def keys_generate(ctx: click.Context, if_missing: bool, data_key_lost: bool) -> None:
+    """Create the ES256 and RS256 signing keys, the pairwise subject secret and the data key.
+
+    A missing secret is never recreated when something depends on it: subject-secret once signing
+    keys exist, data-key while the database holds values sealed with it (restore them from backup)."""
     config = _load(ctx)
-    if if_missing and (config.keys_dir / keyring.KEY_FILE).exists():
-        created = keyring.ensure_secrets(config.keys_dir)
-        added = f"; created {', '.join(created)}" if created else ""
-        click.echo(f"Keys already present in {config.keys_dir}{added}.")
-        return
+    sealed_values = _sealed_values(config, data_key_lost)
     try:
-        kids = keyring.generate(config.keys_dir)
+        kids = None
+        if not (if_missing and (config.keys_dir / keyring.KEY_FILE).exists()):
+            try:
+                kids = keyring.generate(config.keys_dir, sealed_values=sealed_values)
+            except keyring.KeysExist:
+                if not if_missing:
+                    raise  # (with --if-missing: a concurrent run created them first)
+        created = [] if kids else keyring.ensure_secrets(config.keys_dir, sealed_values=sealed_values)
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Generated keys {', '.join(kids)} in {config.keys_dir}.")
+    if kids:
+        click.echo(f"Generated keys {', '.join(kids)} in {config.keys_dir}.")
+    else:
+        added = f"; created {', '.join(created)}" if created else ""
+        click.echo(f"Keys already present in {config.keys_dir}{added}.")
 
 
 @keys.command("rotate")
@@ -95,6 +134,42 @@ def keys_rotate(ctx: click.Context) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"New current keys {', '.join(kids)}; previous keys published for "
                f"{config.broker.key_rotation_overlap} s more.")
+
+
+@keys.command("seal-totp")
+@click.pass_context
+def keys_seal_totp(ctx: click.Context) -> None:
+    """Encrypt with the data key every TOTP secret still stored in clear (after an upgrade).
+
+    Idempotent, and safe while the broker serves logins.  Also checks that the encrypted ones open
+    with this data key: exit status 1 when some do not."""
+    from sqlalchemy import inspect
+
+    from broker.account.mfa import seal_legacy_secrets
+    from broker.db import make_engine, make_sessionmaker
+    from broker.models import LocalCredential
+
+    config = _load(ctx)
+    try:
+        data_key = keyring.read_data_key(config.keys_dir / keyring.DATA_KEY_FILE)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = make_engine(config.database_url)
+    try:
+        table = LocalCredential.__tablename__
+        inspector = inspect(engine)
+        columns = {c["name"]: c["type"] for c in inspector.get_columns(table)} if inspector.has_table(table) else {}
+        if (getattr(columns.get("totp_secret"), "length", 0) or 0) < 255:
+            raise click.ClickException("the database schema cannot hold encrypted TOTP secrets yet: "
+                                       "run 'nc-connect db upgrade' first")
+        report = seal_legacy_secrets(make_sessionmaker(engine), data_key)
+    finally:
+        engine.dispose()
+    click.echo(f"Sealed {report.sealed} TOTP secret(s) stored in clear; {report.already} already sealed.")
+    if report.not_opening:
+        click.echo(f"{len(report.not_opening)} sealed TOTP secret(s) do not open with {keyring.DATA_KEY_FILE} "
+                   f"(another key, or moved between accounts): accounts {', '.join(report.not_opening)}", err=True)
+        ctx.exit(1)
 
 
 @main.group()
@@ -120,8 +195,11 @@ def users_add(ctx: click.Context, email: str, exist_ok: bool, **pivot: str | Non
     """Create a local account; the password is read from a prompt or standard input."""
     from datetime import date
 
-    from broker.accounts import AccountExists, create_account
+    from sqlalchemy import select
+
+    from broker.accounts import AccountExists, create_account, normalise_email
     from broker.db import make_engine, make_sessionmaker, upgrade
+    from broker.models import Account
 
     config = _load(ctx)
     fields = {k: v for k, v in pivot.items() if v}
@@ -139,6 +217,15 @@ def users_add(ctx: click.Context, email: str, exist_ok: bool, **pivot: str | Non
             raise click.ClickException("the two passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
+    engine = make_engine(config.database_url)
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    if exist_ok:  # an existing account is left as it is, whatever the password (provisioning re-runs)
+        with sessions() as s:
+            if s.execute(select(Account.id).where(Account.email == normalise_email(email))).first():
+                click.echo(f"an account already exists for {normalise_email(email)}")
+                return
     # the sign-up policy (broker.passwords): length, breached passwords, context words, strength
     from broker.passwords import check
 
@@ -147,11 +234,8 @@ def users_add(ctx: click.Context, email: str, exist_ok: bool, **pivot: str | Non
     verdict = check(password, email=email, names=names, services=services)
     if not verdict.ok:
         raise click.ClickException(f"password refused: {verdict.message}")
-    engine = make_engine(config.database_url)
-    if engine.dialect.name == "sqlite":
-        upgrade(engine)
     try:
-        account = create_account(make_sessionmaker(engine), email, password, **fields)
+        account = create_account(sessions, email, password, **fields)
     except AccountExists as exc:
         if exist_ok:
             click.echo(str(exc))
@@ -184,11 +268,45 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, threads: int, 
     if dsfr_problem():  # the citizen pages would be unstyled
         raise click.ClickException(f"cannot serve the citizen pages: {dsfr_problem()}")
     if dev:
-        create_app(config, migrate=False).run(host=host, port=port, debug=True, use_reloader=True)
+        create_app(config, migrate=False, sweeper=True).run(host=host, port=port, debug=True, use_reloader=True)
         return
     from broker.server import run_gunicorn
 
-    run_gunicorn(lambda: create_app(config, migrate=False), host, port, workers, threads)
+    # each worker sweeps expired sessions (session_sweep_interval); a claim per session keeps it single
+    run_gunicorn(lambda: create_app(config, migrate=False, sweeper=True), host, port, workers, threads)
+
+
+@main.group()
+def sessions() -> None:
+    """Browser sessions."""
+
+
+@sessions.command("sweep")
+@click.option("--wait", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to wait for the logout tokens to be delivered before exiting.")
+@click.pass_context
+def sessions_sweep(ctx: click.Context, wait: float) -> None:
+    """End the sessions that expired (idle timeout, absolute lifetime): send their back-channel logout tokens.
+
+    For a cron job or systemd timer, when the broker's own sweep is off (session_sweep_interval: 0).
+    Safe to run alongside the broker and other sweeps: each expired session is ended once."""
+    from broker.account.sessions_index import sweep
+    from broker.app import create_app
+    from broker.oidc import backchannel
+
+    config = _load(ctx)
+    try:
+        broker = create_app(config).extensions["nc_connect"]
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    swept = sweep(broker)
+    backchannel.resume_pending(broker)
+    delivered = backchannel.dispatcher_for(broker).idle(wait)
+    click.echo(f"{swept.sessions} expired session(s) ended, {swept.tokens} logout token(s) queued.")
+    if not delivered:
+        click.echo(f"Deliveries still pending after {wait:g} s stay in the store; the next sweep (or logout) "
+                   "resumes them.", err=True)
+    broker.engine.dispose()
 
 
 @main.group("mappings")

@@ -208,6 +208,9 @@ class BrokerSettings(_Strict):
     key_rotation_overlap: int = Field(86400, ge=60)
     secure_cookies: bool = True
     lifetimes: Lifetimes = Lifetimes()
+    # Seconds between two sweeps of expired sessions by a serving broker (back-channel logout when a
+    # session times out); 0 turns it off (then run ``nc-connect sessions sweep`` from a timer).
+    session_sweep_interval: int = Field(60, ge=0, le=3600)
     cors_origins: list[URL] = []
     # Number of reverse proxies in front of the broker whose X-Forwarded-For is trusted
     # (for the client IP used by throttling).  Issuer and URLs never come from headers.

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,35 +42,103 @@ def _generate(alg: str) -> dict[str, Any]:
     return data
 
 
-def _write_private(path: Path, content: str) -> None:
+def _temp_file(path: Path, content: str) -> Path:
+    """A complete private file (mode 0600) next to ``path``, under a name of its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # created 0600
     with os.fdopen(fd, "w") as fh:
         fh.write(content)
-    os.replace(tmp, path)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(tmp)
 
 
-def ensure_secrets(keys_dir: Path) -> list[str]:
+def _write_private(path: Path, content: str) -> None:
+    """Replace ``path`` atomically (a reader sees the old or the new content, never a part)."""
+    tmp = _temp_file(path, content)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _create_private(path: Path, content: str) -> bool:
+    """Create ``path`` with ``content`` unless it exists; never replaces it.  The file appears
+    complete (hard link of a finished temporary file); of two concurrent calls the first wins and
+    the second returns False, leaving the first's content."""
+    tmp = _temp_file(path, content)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class SecretLost(BrokerError):
+    """A secret the deployment already depends on is missing: it must be restored, not recreated."""
+
+
+class KeysExist(BrokerError):
+    pass
+
+
+def ensure_secrets(keys_dir: Path, *, deployed: bool | None = None,
+                   sealed_values: Callable[[], int] | None = None) -> list[str]:
     """Create the pairwise subject secret and the data key when absent; never replaced
-    (every pairwise sub depends on the first, every encrypted column on the second).
-    Returns the names of the files created."""
+    (every pairwise sub depends on the first, every sealed column on the second).
+    Returns the names of the files created.
+
+    A missing secret is only created when nothing can depend on it yet:
+
+    * ``subject-secret``: not for a deployed directory (``deployed``, by default: the signing
+      keys exist), whose pairwise subs it made; raises SecretLost (restore it from the backup).
+    * ``data-key``: not while ``sealed_values()`` counts values sealed with a data key in the
+      database (raises SecretLost); without ``sealed_values`` the caller asserts there is none
+      (a fresh deployment).  ``nc-connect keys generate`` always asks the database.
+    """
+    if deployed is None:
+        deployed = (keys_dir / KEY_FILE).exists()
     created = []
-    for name in (SUBJECT_SECRET_FILE, DATA_KEY_FILE):
-        if not (keys_dir / name).exists():
-            _write_private(keys_dir / name, secrets.token_hex(32))
-            created.append(name)
+    subject = keys_dir / SUBJECT_SECRET_FILE
+    if not subject.exists():
+        if deployed:
+            raise SecretLost(
+                f"{subject} is missing while the signing keys exist: every pairwise sub already issued depends "
+                f"on it, and a new one would change them all. Restore it from the backup of {keys_dir}.")
+        if _create_private(subject, secrets.token_hex(32)):
+            created.append(SUBJECT_SECRET_FILE)
+    data_key = keys_dir / DATA_KEY_FILE
+    if not data_key.exists():
+        sealed = sealed_values() if sealed_values else 0
+        if sealed:
+            raise SecretLost(
+                f"{data_key} is missing while the database holds {sealed} TOTP secret(s) encrypted with it: a new "
+                f"key would not open them. Restore it from the backup of {keys_dir} (taken with the database). "
+                f"If it is lost for good, 'keys generate --if-missing --data-key-lost' creates a new one: these "
+                f"citizens then sign in with a recovery code and enrol their second factor again.")
+        if _create_private(data_key, secrets.token_hex(32)):
+            created.append(DATA_KEY_FILE)
     return created
 
 
-def generate(keys_dir: Path, *, force: bool = False) -> list[str]:
-    """Create a fresh key set (and the subject secret and data key if absent). Returns the new kids."""
+def generate(keys_dir: Path, *, force: bool = False, sealed_values: Callable[[], int] | None = None) -> list[str]:
+    """Create a fresh key set (and the subject secret and data key if absent, see
+    ``ensure_secrets``). Returns the new kids."""
     path = keys_dir / KEY_FILE
+    exists = f"{path} already exists; use 'keys rotate' to replace the keys"
     if path.exists() and not force:
-        raise BrokerError(f"{path} already exists; use 'keys rotate' to replace the keys")
+        raise KeysExist(exists)
+    # the secrets first: whenever the signing keys exist, so do they
+    ensure_secrets(keys_dir, deployed=path.exists(), sealed_values=sealed_values)
     current = [_generate(alg) for alg in ALGORITHMS]
-    _write_private(path, json.dumps({"current": current, "retired": []}, indent=2))
-    ensure_secrets(keys_dir)
+    content = json.dumps({"current": current, "retired": []}, indent=2)
+    if force:
+        _write_private(path, content)
+    elif not _create_private(path, content):  # a concurrent run was first
+        raise KeysExist(exists)
     return [k["kid"] for k in current]
 
 
@@ -135,7 +205,7 @@ class KeyRing:
             signing[k["alg"]] = ECKey.import_key(priv) if k["kty"] == "EC" else RSAKey.import_key(priv)
             kids[k["alg"]] = k["kid"]
         self.subject_secret = (self.path.parent / SUBJECT_SECRET_FILE).read_text().strip().encode()
-        self.data_key = _read_data_key(self.path.parent / DATA_KEY_FILE)
+        self.data_key = read_data_key(self.path.parent / DATA_KEY_FILE)
         self._loaded = _Loaded(mtime, signing, kids, jwks, KeySet.import_key_set(jwks))
         return self._loaded
 
@@ -164,7 +234,7 @@ class KeyRing:
         return self.data_key
 
 
-def _read_data_key(path: Path) -> bytes:
+def read_data_key(path: Path) -> bytes:
     try:
         key = bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:

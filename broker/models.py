@@ -159,17 +159,22 @@ class AccountSession(Base):
 
     ``store_key`` is the session's key in the store (a SHA-256 of the cookie, never the cookie):
     "sign out everywhere" and a password reset delete every listed key and revoke the grants of
-    every listed ``sid``.
+    every listed ``sid``.  ``clients`` (the téléservices that received a code in the session,
+    space-separated) and ``expires_at`` (the end of its absolute lifetime) outlive the state in the
+    store, so that a session that expires still sends its back-channel logout tokens (the sweep,
+    ``broker.account.sessions_index.sweep``).
     """
 
     __tablename__ = "account_sessions"
     store_key: Mapped[str] = mapped_column(String(100), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    sid: Mapped[str] = mapped_column(String(64))
+    sid: Mapped[str] = mapped_column(String(64), index=True)
     provider_id: Mapped[str | None] = mapped_column(String(64))
     acr: Mapped[str | None] = mapped_column(String(10))
     user_agent: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    clients: Mapped[str | None] = mapped_column(Text)  # NULL: indexed before migration 0006
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Consent(Base):

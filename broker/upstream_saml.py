@@ -118,9 +118,11 @@ def end_sessions(provider, message) -> int:
             continue
         data = broker.store.get(item["store_key"])
         if data is not None and data.get("sid") == item["sid"]:
+            # the téléservices of that session (queued, never blocking); first, so that the expiry sweep
+            # never sees the key gone while the session is still indexed
+            backchannel.session_ended(broker, data)
             broker.store.delete(item["store_key"])
             ended_keys.add(item["store_key"])
-            backchannel.session_ended(broker, data)  # the téléservices of that session (queued, never blocking)
         if item.get("sid"):
             grants.revoke_session_grants(broker, item["sid"])
     if kept:

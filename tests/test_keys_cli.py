@@ -97,6 +97,9 @@ def test_users_add_and_db_upgrade(config_dir, backend):
     assert duplicate.exit_code != 0 and "already exists" in duplicate.output
     assert run("--config", str(config_dir), "users", "add", "agent@example.nc", "--exist-ok",
                input="another passphrase!\n").exit_code == 0
+    # provisioning scripts re-run: an existing account is left alone, even if its password would now be refused
+    again = run("--config", str(config_dir), "users", "add", "agent@example.nc", "--exist-ok", input="short\n")
+    assert again.exit_code == 0 and "already exists" in again.output
     engine.dispose()
 
 

@@ -1,18 +1,24 @@
 """The browsers a citizen logs in from with their password, and the notice of a new one (checklist D-09,
 ASVS 6.3.7).
 
-Each browser gets a long-lived random identifier (256 bits) in the ``__Host-ncc_device`` cookie
-(``ncc_device`` when ``secure_cookies`` is off, on localhost): HttpOnly, Secure, SameSite=Lax,
-Path=/, one year, renewed at every login.  The ``known_devices`` table keeps, per account, only a
-SHA-256 of the account id and that identifier (so the same browser is not linkable across two
-accounts), the browser and system families ("Firefox", "Windows": a few well-known names, never the
-User-Agent itself), and when the browser was first and last seen.  At most :data:`MAX_PER_ACCOUNT`
-are kept, the least recently seen dropped first, and none unseen for longer than the cookie lives.
+Each browser gets a long-lived random identifier (256 bits) in the ``__Host-ncc_device`` cookie:
+HttpOnly, Secure, SameSite=Lax, Path=/, one year, renewed at every login.  When ``secure_cookies`` is
+off (plain HTTP on localhost), the cookie is ``ncc_device`` and is not Secure, like the session's.  The
+``known_devices`` table keeps, per account, only a SHA-256 of the account id and that identifier (so the
+same browser is not linkable across two accounts), the browser and system families ("Firefox",
+"Windows": a few well-known names, never the User-Agent itself), and when the browser was first and
+last seen.  At most :data:`MAX_PER_ACCOUNT` are kept, the least recently seen dropped first, and none
+unseen for longer than the cookie lives.
 
 At a password login (after the second factor, if any) from a browser the account does not know, the
 citizen is emailed a notice: when, from which browser, to which téléservice, and how to react; no
-secret, no IP address, no location.  The first browser an account ever logs in from gets no notice:
-the sign-up itself was emailed.  A mail server that fails is logged and the login goes on.
+secret, no IP address, no location.  The one exception is the account's very first login: it knows no
+browser yet, its history (kept :data:`~broker.account.common.HISTORY_DAYS` days) holds no earlier login
+from any source, and it was created less than that long ago, so nothing is missing from the history:
+that login follows the sign-up, which was itself emailed.  An account that existed before browsers were
+remembered, or whose known browsers were all dropped, is therefore still notified, and of two
+concurrent first logins at least the one whose login was recorded second is.  A mail server that fails
+is logged and the login goes on.
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ from flask_babel import gettext
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from broker.account.common import credential, local_time, mail_enabled
+from broker.account.common import HISTORY_DAYS, credential, local_time, mail_enabled
 from broker.app import Broker
 from broker.mail import MailError, send
-from broker.models import KnownDevice, utcnow
+from broker.models import Account, AccountEvent, KnownDevice, utcnow
 
 log = logging.getLogger("nc_connect.account")
 
@@ -58,15 +64,23 @@ def families(user_agent: str | None) -> tuple[str | None, str | None]:
     return browser, system
 
 
-def summary(browser: str | None, system: str | None) -> str:
-    """"Firefox sur Windows", in the current language; "un navigateur inconnu" when nothing is recognised."""
+def summary(browser: str | None, system: str | None, *, capitalised: bool = False) -> str:
+    """"Firefox sur Windows", in the current language; "un navigateur inconnu" when nothing is recognised
+    (``capitalised``: "Un navigateur inconnu", to stand alone, as in a table's cell)."""
     if browser and system:
-        return gettext("%(browser)s sur %(system)s", browser=browser, system=system)
-    if browser:
-        return browser
-    if system:
-        return gettext("un navigateur sur %(system)s", system=system)
-    return gettext("un navigateur inconnu")
+        text = gettext("%(browser)s sur %(system)s", browser=browser, system=system)
+    elif browser:
+        text = browser
+    elif system:
+        text = gettext("un navigateur sur %(system)s", system=system)
+    else:
+        text = gettext("un navigateur inconnu")
+    return text[:1].upper() + text[1:] if capitalised else text
+
+
+def describe(user_agent: str | None, *, capitalised: bool = False) -> str:
+    """:func:`summary` of a User-Agent's families."""
+    return summary(*families(user_agent), capitalised=capitalised)
 
 
 def cookie_name(broker: Broker) -> str:
@@ -97,7 +111,8 @@ def known(broker: Broker, account_id: str) -> list[KnownDevice]:
 
 def password_login(broker: Broker, account_id: str, service: str | None = None) -> bool:
     """Called once a password login is complete (``service``: the téléservice's name, when one asked).
-    Remembers the browser; True when it was new to an account that already knew another (notice sent or tried)."""
+    Remembers the browser; True when it was new and this is not the account's very first login (notice sent or
+    tried).  It runs after :func:`broker.account.hooks.signed_in` recorded this login in the account's history."""
     value = request.cookies.get(cookie_name(broker), "")
     if not _VALUE.match(value):
         value = secrets.token_urlsafe(32)
@@ -110,13 +125,10 @@ def password_login(broker: Broker, account_id: str, service: str | None = None) 
             row = s.get(KnownDevice, device_hash)
             if row is not None:
                 row.last_seen, row.browser, row.system = now, browser, system
-                others = 0
             else:
-                others = s.execute(select(func.count()).select_from(KnownDevice)
-                                   .where(KnownDevice.account_id == account_id)).scalar_one()
+                new = not _first_login(s, account_id, now)
                 s.add(KnownDevice(device_hash=device_hash, account_id=account_id, browser=browser, system=system,
                                   first_seen=now, last_seen=now))
-                new = others > 0
             s.flush()
             _prune(s, account_id, now)
     except IntegrityError:  # the same browser's concurrent login remembered it first
@@ -125,6 +137,22 @@ def password_login(broker: Broker, account_id: str, service: str | None = None) 
     if new:
         _notify(broker, account_id, summary(browser, system), service)
     return new
+
+
+def _first_login(s, account_id: str, now) -> bool:
+    """The account's very first login: no known browser, no earlier login in its history (only this one, just
+    recorded), and created recently enough that its history is complete.  Decided from the history rather
+    than from ``known_devices`` alone, which is empty for accounts older than this feature; of two concurrent
+    first logins, the one recorded second sees both."""
+    if s.execute(select(KnownDevice.device_hash).where(KnownDevice.account_id == account_id).limit(1)).first():
+        return False
+    logins = s.execute(select(func.count()).select_from(AccountEvent)
+                       .where(AccountEvent.account_id == account_id, AccountEvent.kind == "login")).scalar_one()
+    if logins > 1:
+        return False
+    return s.execute(select(Account.id).where(Account.id == account_id,
+                                              Account.created_at >= now - timedelta(days=HISTORY_DAYS))).first() \
+        is not None
 
 
 def _prune(s, account_id: str, now) -> None:

@@ -22,7 +22,9 @@ def password_login(broker: Broker, account_id: str, service: str | None) -> None
 
 
 def code_issued(broker: Broker, session: BrowserSession, client_id: str) -> None:
-    """The connection history: which téléservice, when, with which source and level."""
+    """The connection history: which téléservice, when, with which source and level; and the session's
+    index remembers the téléservice, for a back-channel logout even after the session's state expired."""
+    sessions_index.note_client(broker, session.store_key, client_id)
     record(broker, session.account_id, "authorized", client_id=client_id, provider_id=session.get("provider_id"),
            acr=session.get("acr"))
 

@@ -9,8 +9,9 @@
   throttled per account and per IP, with five tries before the password is asked again.
   A code (time step) is never accepted twice.
 * At rest: the TOTP secret is encrypted (broker.secretbox, bound to its account); a legacy
-  clear value is re-encrypted at its next successful use.  A value that does not open with the
-  data key refuses every code (fail closed; the recovery codes still serve).
+  clear value is re-encrypted at its next successful use, or by ``nc-connect keys seal-totp``.
+  A value that does not open with the data key refuses every code (fail closed; the recovery
+  codes still serve).
 * Level: with the second factor a local login reaches the provider's ``second_factor_level``
   (amr pwd, otp, mfa); with the password alone, eidas1.  When a téléservice asks more than a
   password gives, an account without a second factor is offered to enrol, or goes back to
@@ -24,12 +25,13 @@ import hmac
 import logging
 import secrets
 import time
+from dataclasses import dataclass, field
 
 import pyotp
 import segno
 from flask import Response, redirect, request, url_for
 from flask_babel import gettext, lazy_gettext, ngettext
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, inspect, or_, select, update
 
 from broker import secretbox, throttle
 from broker.account import blueprint, sessions_index
@@ -98,6 +100,49 @@ def matching_step(secret: str, code: str, at: float | None = None) -> int | None
 
 def _seal(broker, account_id: str, secret: str) -> str:
     return secretbox.seal(broker.keys.ensure_data_key(), secret, secretbox.aad("totp", account_id))
+
+
+def sealed_count(engine) -> int:
+    """How many TOTP secrets the database holds sealed with a data key (0 before the schema has them)."""
+    inspector = inspect(engine)
+    if not inspector.has_table(LocalCredential.__tablename__) or "totp_secret" not in {
+            c["name"] for c in inspector.get_columns(LocalCredential.__tablename__)}:
+        return 0
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(LocalCredential).where(
+            LocalCredential.totp_secret.like(secretbox.PREFIX + "%"))).scalar_one()
+
+
+@dataclass
+class SealReport:
+    sealed: int = 0  # legacy clear values sealed by this run
+    already: int = 0  # sealed values that open with the data key
+    not_opening: list[str] = field(default_factory=list)  # accounts whose sealed value does not open
+
+
+def seal_legacy_secrets(sessions, data_key: bytes) -> SealReport:
+    """Seal every TOTP secret still stored in clear (``nc-connect keys seal-totp``), and check
+    that the sealed ones open with ``data_key``.  Idempotent; safe alongside logins and another
+    run: a row is only rewritten while it still holds the clear value read (a login that sealed
+    it meanwhile, a disable or a new enrolment wins)."""
+    report = SealReport()
+    with sessions() as s:
+        rows = s.execute(select(LocalCredential.account_id, LocalCredential.totp_secret)
+                         .where(LocalCredential.totp_secret.is_not(None))).all()
+    for account_id, value in rows:
+        associated = secretbox.aad("totp", account_id)
+        if secretbox.is_sealed(value):
+            try:
+                secretbox.unseal(data_key, value, associated)
+                report.already += 1
+            except secretbox.SecretBoxError:
+                report.not_opening.append(account_id)
+            continue
+        with sessions.begin() as s:
+            report.sealed += s.execute(update(LocalCredential).where(
+                LocalCredential.account_id == account_id, LocalCredential.totp_secret == value,
+            ).values(totp_secret=secretbox.seal(data_key, value, associated))).rowcount
+    return report
 
 
 def _clear_secret(broker, account_id: str, stored: str) -> str | None:

@@ -29,6 +29,7 @@ from broker.app import current_broker
 from broker.mail import MailError, send
 from broker.models import Account, AccountEvent, Grant
 from broker.passwords import MAX_LENGTH, MIN_LENGTH, check
+from broker.ui import localized
 from broker.web import browser, csrf_valid, error_page, page, page_title
 from mappings.geo import communes
 from providers.local import HASHER
@@ -55,9 +56,8 @@ def _level_label(level: str | None) -> str:
 
 
 def _device(user_agent: str) -> str:
-    browser_name, system = devices.families(user_agent)
-    browser_name = browser_name or gettext("Navigateur")
-    return gettext("%(browser)s sur %(system)s", browser=browser_name, system=system) if system else browser_name
+    """The session's browser, as the new-browser notice names it ("Firefox sur Windows", "Un navigateur inconnu")."""
+    return devices.describe(user_agent, capitalised=True)
 
 
 @blueprint.app_context_processor
@@ -79,16 +79,19 @@ def space() -> Response:
     providers = broker.providers
     clients = broker.config.clients
     cred = credential(broker, account.id)
-    links = [{"name": providers[link.provider_id].name if link.provider_id in providers else link.provider_id,
+    def source(pid: str | None) -> str:
+        return localized(providers[pid]) if pid in providers else (pid or "")
+
+    links = [{"name": source(link.provider_id),
               "level": _level_label(link.acr), "since": local_time(link.created_at),
               "last": local_time(link.last_used_at)} for link in links_of(broker.sessions, account.id)]
     events = [{"label": EVENT_LABELS.get(e.kind, e.kind), "at": local_time(e.at),
-               "client": clients[e.client_id].name if e.client_id in clients else (e.client_id or ""),
-               "source": providers[e.provider_id].name if e.provider_id in providers else (e.provider_id or ""),
+               "client": localized(clients[e.client_id]) if e.client_id in clients else (e.client_id or ""),
+               "source": source(e.provider_id),
                "level": e.acr or ""} for e in history(broker, account.id)]
     active = [{"sid": a.sid, "current": a.current, "device": _device(a.user_agent), "since": local_time(a.created),
                "seen": local_time(a.seen), "level": a.acr or "",
-               "source": providers[a.provider_id].name if a.provider_id in providers else (a.provider_id or "")}
+               "source": source(a.provider_id)}
               for a in sessions_index.active(broker, account.id, session.store_key)]
     birthplace = communes().by_insee.get(account.birthplace or "", account.birthplace or "")
     return page("account/space.html", title=page_title(gettext("Mon compte")), account=account,
@@ -96,7 +99,7 @@ def space() -> Response:
                 identity_level=_level_label(account.identity_level), links=links, events=events, sessions=active,
                 has_password=cred is not None, totp=bool(cred and cred.totp_secret),
                 codes_left=mfa.recovery_codes_left(broker, account.id) if cred and cred.totp_secret else 0,
-                mail=mail_enabled(broker), local_name=next((p.name for p in providers.values()
+                mail=mail_enabled(broker), local_name=next((localized(p) for p in providers.values()
                                                             if getattr(p, "second_factor_level", None)), ""))
 
 

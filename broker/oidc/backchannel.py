@@ -1,7 +1,8 @@
 """OpenID Connect Back-Channel Logout 1.0: the broker tells téléservices that a session ended.
 
 When a broker session ends (RP-initiated logout, "sign out everywhere", a password
-reset, an account deletion, another citizen signing in on the same browser), every
+reset, an account deletion, another citizen signing in on the same browser, or its idle
+timeout or absolute lifetime, found by the sweep of ``broker.account.sessions_index``), every
 téléservice that took part in the session (``clients`` in the session) and registered a
 ``backchannel_logout_uri`` receives a *logout token* (§2.4): a JWT signed with the
 broker's key (the client's ``id_token_signed_response_alg``), header ``typ: logout+jwt``,
@@ -22,16 +23,20 @@ A 2xx answer is a success; a network error, 408, 429 or 5xx is retried after
 last failure gives up.  Every attempt is logged with the delivery id, the client id, the
 attempt number and the outcome, never the token.
 
+A session that expires has no request to end it: the account's session index keeps its
+``sid`` and téléservices, and the periodic sweep (every ``session_sweep_interval``
+seconds in a serving broker, or ``nc-connect sessions sweep``) claims each expired
+session once and calls :func:`session_ended` for it.  Every other end drops the session's
+index row first (``forget``), so the sweep never notifies the same session again.
+
 Limits, honestly: pending deliveries live in the ephemeral store for :data:`RECORD_TTL`
 seconds.  A process that stops with deliveries pending leaves their records behind; the
-next process to end a session sweeps the store (at most once per :data:`STALE_AFTER`
-seconds per process: on Redis the sweep is a SCAN) and resumes those overdue by more than
-:data:`STALE_AFTER` seconds (an attempt first takes a short lease in the store, so two
-processes never send the same attempt together, although a téléservice may in rare
-cases receive the same logout twice, which the specification makes harmless).  Nothing
-resumes them before some session ends, and a session that simply expires (idle or
-absolute timeout) sends nothing: the téléservice's own session must not outlive the
-tokens it received.
+next process to end a session, or the next periodic sweep, looks through the store (at
+most once per :data:`STALE_AFTER` seconds per process: on Redis a SCAN) and resumes
+those overdue by more than :data:`STALE_AFTER` seconds (an attempt first takes a short
+lease in the store, so two processes never send the same attempt together, although a
+téléservice may in rare cases receive the same logout twice, which the specification
+makes harmless).
 """
 
 from __future__ import annotations
@@ -84,14 +89,24 @@ def logout_token(broker: Broker, client, sid: str, sub: str) -> str:
 
 # -- session end -----------------------------------------------------------------------------
 
-def session_ended(broker: Broker, data: dict[str, Any] | None) -> int:
+def session_ended(broker: Broker, data: dict[str, Any] | None, *, forget: bool = True) -> int:
     """Queue a logout token for each téléservice of an ended session; return how many.
 
     ``data`` is the session's stored state (``sid``, ``account_id``, ``clients``).  Never
     waits on the network and never raises: a logout must go through whatever happens here.
+    ``forget``: drop the session from the account's session index first, so that the sweep of
+    expired sessions does not notify it again (the sweep itself has already claimed the row).
     """
+    data = data or {}
+    if forget and data.get("sid") and data.get("account_id"):
+        try:
+            from broker.account import sessions_index
+
+            sessions_index.forget(broker, data["sid"], data["account_id"])
+        except Exception:  # noqa: BLE001
+            log.exception("back-channel logout: the session index could not drop sid=%s", data["sid"])
     try:
-        return _queue(broker, data or {})
+        return _queue(broker, data)
     except Exception:  # noqa: BLE001 - the citizen's logout must not fail because of this
         log.exception("back-channel logout could not be queued")
         return 0
@@ -127,6 +142,11 @@ def _queue(broker: Broker, data: dict[str, Any]) -> int:
         for delivery_id in queued:
             dispatcher.schedule(delivery_id, 0)
     return len(queued)
+
+
+def resume_pending(broker: Broker) -> None:
+    """Resume the deliveries a stopped process left behind (the periodic sweep calls it)."""
+    dispatcher_for(broker).resume_stale()
 
 
 # -- delivery --------------------------------------------------------------------------------
@@ -180,6 +200,12 @@ class Dispatcher:
                 if not self._cv.wait(max(0.0, end - time.time())) and time.time() >= end:
                     return False
             return True
+
+    def resume_stale(self) -> None:
+        with self._cv:
+            if self._stopped:
+                return
+        self._resume_stale()
 
     def _loop(self) -> None:
         self._resume_stale()

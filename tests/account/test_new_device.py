@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from broker.models import KnownDevice, utcnow
+from broker.models import Account, AccountEvent, KnownDevice, utcnow
 from tests.account.conftest import (
     NEW_PASSWORD, _free_port, html_of, link_in, login, new_browser, signup_form, smtp_block, submit, text_of,
 )
@@ -117,6 +117,58 @@ def test_a_signup_then_its_first_login_sends_no_notice(app, broker, mailbox):
     assert notices(mailbox, email) == []
     assert login(browser_with(app), email, NEW_PASSWORD).status_code == 303
     assert len(notices(mailbox, email)) == 1
+
+
+def test_an_account_with_earlier_logins_but_no_known_browser_is_notified(app, broker, account, mailbox):
+    # an account older than the notice: logins in its history, no browser remembered yet
+    with broker.sessions.begin() as s:
+        s.add(AccountEvent(account_id=account.id, kind="login", at=utcnow() - timedelta(days=30), provider_id="local"))
+    assert rows(broker, account.id) == []
+    assert login(browser_with(app, FIREFOX_WINDOWS)).status_code == 303
+    [notice] = notices(mailbox)  # a stolen password is not taken for the account's first login
+    assert "Appareil : Firefox sur Windows" in body(notice)
+
+
+def test_an_account_whose_known_browsers_were_dropped_is_notified(app, broker, account, mailbox):
+    assert login(browser_with(app)).status_code == 303
+    assert notices(mailbox) == []
+    with broker.sessions.begin() as s:
+        s.query(KnownDevice).filter_by(account_id=account.id).delete()
+    assert login(browser_with(app, FIREFOX_WINDOWS)).status_code == 303
+    assert len(notices(mailbox)) == 1
+
+
+def test_an_account_older_than_its_history_is_notified(app, broker, account, mailbox):
+    # no login within the year the history keeps, but created before it: earlier logins may have been dropped
+    with broker.sessions.begin() as s:
+        s.get(Account, account.id).created_at = utcnow() - timedelta(days=400)
+    assert login(browser_with(app)).status_code == 303
+    assert len(notices(mailbox)) == 1
+
+
+def test_two_concurrent_first_logins_are_both_notified(app, broker, account, mailbox):
+    from broker.account import devices
+    from broker.account.common import record
+
+    # both logins recorded in the history before either remembers its browser
+    record(broker, account.id, "login", provider_id="local")
+    record(broker, account.id, "login", provider_id="local")
+    results = []
+    for user_agent in (FIREFOX_WINDOWS, SAFARI_IPHONE):
+        with app.test_request_context("/login", headers={"User-Agent": user_agent}):
+            results.append(devices.password_login(broker, account.id))
+    # the first to remember its browser saw no known one, but the other's login in the history
+    assert results == [True, True]
+    assert len(notices(mailbox)) == 2 and len(rows(broker, account.id)) == 2
+
+
+def test_the_account_page_names_browsers_as_the_notice_does(app, account):
+    other = browser_with(app, "curl/8.5.0")
+    assert login(other).status_code == 303
+    laptop = browser_with(app, FIREFOX_WINDOWS)
+    assert login(laptop).status_code == 303
+    page = laptop.get("/compte").get_data(as_text=True)
+    assert "Firefox sur Windows" in page and "Un navigateur inconnu" in page
 
 
 def test_the_device_cookie(app, broker, account):
