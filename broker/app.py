@@ -125,7 +125,11 @@ def create_app(config: Config | str | Path | None = None, *, migrate: bool | Non
     if sweeper:
         from broker.account.sessions_index import start_sweeper
 
-        start_sweeper(broker)
+        # at the first request, in the process that serves it: never in a pre-forking master
+        # (gunicorn --preload, uWSGI) nor in a reloader's watcher
+        @app.before_request
+        def _sweep_in_this_process() -> None:
+            start_sweeper(broker)
     return app
 
 

@@ -199,7 +199,7 @@ def users_add(ctx: click.Context, email: str, exist_ok: bool, **pivot: str | Non
 
     from broker.accounts import AccountExists, create_account, normalise_email
     from broker.db import make_engine, make_sessionmaker, upgrade
-    from broker.models import Account
+    from broker.models import LocalCredential
 
     config = _load(ctx)
     fields = {k: v for k, v in pivot.items() if v}
@@ -223,7 +223,9 @@ def users_add(ctx: click.Context, email: str, exist_ok: bool, **pivot: str | Non
     sessions = make_sessionmaker(engine)
     if exist_ok:  # an existing account is left as it is, whatever the password (provisioning re-runs)
         with sessions() as s:
-            if s.execute(select(Account.id).where(Account.email == normalise_email(email))).first():
+            # a local login with this address (an account from an upstream source may carry it too)
+            if s.execute(select(LocalCredential.account_id)
+                         .where(LocalCredential.email == normalise_email(email))).first():
                 click.echo(f"an account already exists for {normalise_email(email)}")
                 return
     # the sign-up policy (broker.passwords): length, breached passwords, context words, strength

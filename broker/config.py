@@ -208,9 +208,17 @@ class BrokerSettings(_Strict):
     key_rotation_overlap: int = Field(86400, ge=60)
     secure_cookies: bool = True
     lifetimes: Lifetimes = Lifetimes()
-    # Seconds between two sweeps of expired sessions by a serving broker (back-channel logout when a
-    # session times out); 0 turns it off (then run ``nc-connect sessions sweep`` from a timer).
+    # Seconds between two sweeps of expired sessions by a serving broker (back-channel logout at the
+    # end of a session's absolute lifetime); 0 turns it off (then run ``nc-connect sessions sweep``
+    # from a timer); at least 10 otherwise, so that the processes' lease keeps one sweep per interval.
     session_sweep_interval: int = Field(60, ge=0, le=3600)
+
+    @field_validator("session_sweep_interval")
+    @classmethod
+    def _sweep_interval(cls, v: int) -> int:
+        if 0 < v < 10:
+            raise ValueError("0 (off) or at least 10 seconds")
+        return v
     cors_origins: list[URL] = []
     # Number of reverse proxies in front of the broker whose X-Forwarded-For is trusted
     # (for the client IP used by throttling).  Issuer and URLs never come from headers.

@@ -1,15 +1,18 @@
-"""Back-Channel Logout when a session simply expires (idle timeout, absolute lifetime).
+"""Back-Channel Logout when a session reaches its absolute lifetime; none at an idle timeout.
 
 Nothing ends an expired session by a request: the sweep of the account session index
 (``sessions_index.sweep``, run by every serving broker and by ``nc-connect sessions
-sweep``) finds the sessions whose state has left the store (or whose absolute end has
-passed), claims each once, and queues the logout tokens of its téléservices.  The
+sweep``) finds the sessions whose absolute end has passed, claims each once, and queues
+the logout tokens of its téléservices.  A session whose state left the store after an idle
+timeout is only dropped from the index: the citizen may still be at work on a téléservice,
+which does not slide the broker's idle clock.  The
 téléservices are the real loopback receivers of tests/test_backchannel_logout.py, and
 every token is checked against the broker's JWKS as a téléservice must.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -54,14 +57,32 @@ def settle(broker, seconds: float = 0.3) -> None:
 
 
 def time_out(broker, monkeypatch) -> None:
-    """The idle timeout passes: the session's key leaves the store (Redis TTL, database expiry)."""
-    advance_clock(broker, monkeypatch, broker.config.broker.lifetimes.session_idle + 5)
+    """The absolute lifetime passes (and with it the idle timeout: the key leaves the store)."""
+    advance_clock(broker, monkeypatch, broker.config.broker.lifetimes.session_absolute + 5)
 
 
-# -- idle timeout ------------------------------------------------------------------------------
+# -- idle timeout: dropped, not notified -----------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["clock", "evicted"])
-def test_timed_out_session_sends_one_token_per_teleservice(client, broker, account, receivers, monkeypatch, how):
+def test_idle_timeout_drops_the_session_without_logging_the_teleservices_out(client, broker, account, receivers,
+                                                                               monkeypatch, how):
+    log_in(client, "alpha")
+    row = only_row(broker, account)
+    if how == "clock":
+        advance_clock(broker, monkeypatch, broker.config.broker.lifetimes.session_idle + 5)
+    else:  # the state left the store otherwise (eviction, flush): the same signal
+        broker.store.delete(row.store_key)
+    assert broker.store.get(row.store_key) is None
+    swept = sessions_index.sweep(broker)
+    assert (swept.sessions, swept.tokens) == (1, 0)
+    assert index_rows(broker) == []
+    settle(broker)
+    assert receivers["alpha"].tokens == []
+
+
+# -- absolute lifetime: one logout token per téléservice ----------------------------------------
+
+def test_session_at_its_absolute_end_sends_one_token_per_teleservice(client, broker, account, receivers, monkeypatch):
     alpha = log_in(client, "alpha")
     beta = log_in(client, "beta")
     log_in(client, "quiet")  # took part, has no back-channel URI
@@ -70,10 +91,7 @@ def test_timed_out_session_sends_one_token_per_teleservice(client, broker, accou
     assert row.sid == sid and row.clients.split() == ["alpha", "beta", "quiet"]
     assert row.expires_at is not None
 
-    if how == "clock":
-        time_out(broker, monkeypatch)
-    else:  # the state left the store otherwise (eviction, flush): the same signal
-        broker.store.delete(row.store_key)
+    time_out(broker, monkeypatch)
     assert broker.store.get(row.store_key) is None
 
     swept = sessions_index.sweep(broker)
@@ -106,8 +124,6 @@ def test_session_kept_alive_is_left_alone(client, broker, account, receivers, mo
     settle(broker)
     assert receivers["alpha"].tokens == []
 
-
-# -- absolute lifetime -------------------------------------------------------------------------
 
 def test_session_past_its_absolute_lifetime_is_ended_even_if_its_state_remains(client, broker, account, receivers,
                                                                                 monkeypatch):
@@ -182,7 +198,7 @@ def test_same_citizen_authenticating_again_is_not_an_expiry(client, broker, acco
     assert validate(client, receivers["beta"].wait_for(1)[0], "beta", alg="RS256")["sid"] == row.sid
 
 
-def test_waiting_for_a_second_factor_is_not_an_expiry_but_abandoning_it_is(app, broker, account, receivers):
+def test_waiting_for_a_second_factor_is_not_an_expiry(app, broker, account, receivers):
     """Between the password and the code the session has a new identifier: the index follows it."""
     from broker.sessions import BrowserSession
 
@@ -192,16 +208,17 @@ def test_waiting_for_a_second_factor_is_not_an_expiry_but_abandoning_it_is(app, 
         sessions_index.register(broker, session)
         sessions_index.note_client(broker, session.store_key, "alpha")
         session["clients"] = ["alpha"]
-        sid, first_key = session["sid"], session.store_key
+        first_key = session.store_key
         session.regenerate()  # password right, code awaited
         assert broker.store.get(first_key) is None
         assert only_row(broker, account).store_key == session.store_key != first_key
         assert sessions_index.sweep(broker).sessions == 0
         settle(broker)
         assert receivers["alpha"].tokens == []
-        broker.store.delete(session.store_key)  # the code never came: the half-session expired
-    assert sessions_index.sweep(broker).tokens == 1
-    assert validate(app.test_client(), receivers["alpha"].wait_for(1)[0], "alpha")["sid"] == sid
+        broker.store.delete(session.store_key)  # the code never came: the half-session timed out
+    swept = sessions_index.sweep(broker)
+    assert (swept.sessions, swept.tokens) == (1, 0)  # dropped like any idle timeout
+    assert index_rows(broker, account.id) == []
 
 
 def test_another_citizen_signing_in_is_notified_once(app, client, broker, account, receivers, monkeypatch):
@@ -284,18 +301,28 @@ def test_cli_sweep(client, broker, account, receivers, monkeypatch, config_dir):
     assert len(receivers["alpha"].tokens) == 1
 
 
-def test_serving_broker_sweeps_periodically(client, broker, account, receivers, monkeypatch, config_dir):
+def test_serving_broker_starts_one_sweeper_per_process_at_its_first_request(config_dir):
     from broker.app import create_app
 
-    assert "_sweeper" not in broker.__dict__  # not in tests unless asked
-    assert broker.config.broker.session_sweep_interval == 60  # the default
-    with open(config_dir / "broker.yaml", "a") as f:
-        f.write("session_sweep_interval: 1\n")
-    serving = create_app(config_dir, sweeper=True)  # as `serve` and wsgi.py build it
-    other_worker = create_app(config_dir, sweeper=True)
-    sweepers = [a.extensions["nc_connect"].__dict__["_sweeper"] for a in (serving, other_worker)]
+    pid = os.getpid()
+    sessions_index._started.pop(pid, None)
+    serving = create_app(config_dir, migrate=True, sweeper=True)  # as `serve` and wsgi.py build it
     try:
-        assert all(s.thread.is_alive() and s.thread.daemon for s in sweepers)
+        assert pid not in sessions_index._started  # not at import or build time: maybe a pre-forking master
+        serving.test_client().get("/healthz")
+        sweeper = sessions_index._started[pid]
+        assert sweeper.thread.is_alive() and sweeper.thread.daemon and sweeper.interval == 60  # the default
+        serving.test_client().get("/healthz")
+        assert sessions_index._started[pid] is sweeper  # one per process
+    finally:
+        sessions_index._started.pop(pid).stop()
+        serving.extensions["nc_connect"].engine.dispose()
+    assert not sweeper.thread.is_alive()
+
+
+def test_two_workers_sweeping_periodically_send_once(client, broker, account, receivers, monkeypatch):
+    sweepers = [sessions_index.Sweeper(broker, 1).start() for _ in range(2)]  # two workers, short interval
+    try:
         alpha = log_in(client, "alpha")
         time.sleep(1.5)
         assert receivers["alpha"].tokens == []  # alive: left alone
@@ -305,17 +332,19 @@ def test_serving_broker_sweeps_periodically(client, broker, account, receivers, 
         time.sleep(2.5)  # more sweeps by both workers
         assert len(receivers["alpha"].tokens) == 1
     finally:
-        for s, a in zip(sweepers, (serving, other_worker)):
-            s.stop()
-            a.extensions["nc_connect"].engine.dispose()
+        for sweeper in sweepers:
+            sweeper.stop()
     assert not any(s.thread.is_alive() for s in sweepers)
 
 
-def test_sweep_interval_zero_turns_it_off(config_dir):
-    from broker.app import create_app
+@pytest.mark.parametrize("interval, ok", [(0, True), (5, False), (10, True)])
+def test_sweep_interval_is_off_or_at_least_ten_seconds(config_dir, interval, ok):
+    from broker.app import load
 
     with open(config_dir / "broker.yaml", "a") as f:
-        f.write("session_sweep_interval: 0\n")
-    app = create_app(config_dir, migrate=True, sweeper=True)
-    assert "_sweeper" not in app.extensions["nc_connect"].__dict__
-    app.extensions["nc_connect"].engine.dispose()
+        f.write(f"session_sweep_interval: {interval}\n")
+    if ok:
+        assert load(config_dir).broker.session_sweep_interval == interval
+    else:
+        with pytest.raises(Exception, match="0 \\(off\\) or at least 10 seconds"):
+            load(config_dir)

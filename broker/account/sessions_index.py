@@ -9,11 +9,14 @@ reset deletes every one of them and revokes the grants (refresh tokens) they iss
 
 The index also keeps what a back-channel logout needs once the session's state is gone:
 the téléservices that received a code in the session (``clients``) and the end of its
-absolute lifetime (``expires_at``).  A session that simply expires (idle timeout: its key
-vanishes from the store with its TTL; absolute lifetime) is ended by :func:`sweep`: each
-such row is *claimed* by deleting it (``DELETE … RETURNING``: of two workers, two sweeps or
-a sweep and a logout, exactly one gets it), and only the claimant queues the logout
-tokens.  Every other end of a session (logout, "sign out everywhere", a password reset,
+absolute lifetime (``expires_at``).  A session that reaches its absolute lifetime is ended
+by :func:`sweep` with logout tokens: each such row is *claimed* by deleting it (``DELETE …
+RETURNING``: of two workers, two sweeps or a sweep and a logout, exactly one gets it), and
+only the claimant queues the logout tokens.  A session that times out for idleness (its key
+vanishes from the store with its TTL) is only dropped from the index, without logout
+tokens: the idle clock counts the citizen's visits to the broker's pages, not their work on
+the téléservice (token refreshes and userinfo calls do not touch it), so a citizen busy on a
+téléservice must not be logged out of it (Keycloak, for one, does the same).  Every other end of a session (logout, "sign out everywhere", a password reset,
 another citizen signing in) drops the row before the session's key goes, so the sweep
 never takes it for an expiry.  The sweep runs in every serving broker
 (``session_sweep_interval`` in broker.yaml, :class:`Sweeper`) and from
@@ -23,6 +26,7 @@ never takes it for an expiry.  The sweep runs in every serving broker
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -90,7 +94,7 @@ def register(broker: Broker, session: BrowserSession, user_agent: str = "") -> N
         overdue = s.execute(select(AccountSession).where(AccountSession.account_id == session.account_id,
                                                          AccountSession.expires_at <= _now())).scalars().all()
     for row in overdue:
-        _end_row(broker, row.store_key, row.sid, delete_state=True)
+        _end_row(broker, row.store_key, row.sid, delete_state=True, notify=True)
 
 
 def note_client(broker: Broker, store_key: str | None, client_id: str) -> None:
@@ -136,8 +140,9 @@ def active(broker: Broker, account_id: str, current_key: str | None = None) -> l
     now = _now()
     for row in _rows(broker, account_id):
         data = broker.store.get(row.store_key)
-        if data is None or _ends_at(broker, row) <= now:
-            _end_row(broker, row.store_key, row.sid, delete_state=data is not None)  # expired: met before the sweep
+        overdue = _ends_at(broker, row) <= now
+        if data is None or overdue:  # expired, met before the sweep
+            _end_row(broker, row.store_key, row.sid, delete_state=data is not None, notify=overdue)
             continue
         if data.get("account_id") != account_id:
             continue  # between a password and a second factor: not listed, not ended
@@ -167,21 +172,30 @@ def _participants(broker: Broker, claimed: Any, data: dict[str, Any] | None) -> 
     return list(dict.fromkeys(clients))
 
 
-def _end_row(broker: Broker, store_key: str, sid: str, *, delete_state: bool) -> int | None:
-    """Claim one indexed session; when claimed, queue its logout tokens (and delete its state when asked).
+def _end_row(broker: Broker, store_key: str, sid: str, *, delete_state: bool, notify: bool = True) -> int | None:
+    """Claim one indexed session; when claimed, queue its logout tokens if ``notify`` (and delete its
+    state when asked, if it is still this session's).
 
-    Returns how many logout tokens were queued, or None when another caller had claimed it.
+    Returns how many logout tokens were queued, or None when another caller had claimed it.  Once
+    claimed, a store or database failure is logged, not raised: the caller goes on ending the
+    session (deleting its state, revoking its grants), which matters more than the notice.
     """
     from broker.oidc.backchannel import session_ended
 
     claimed = _claim(broker, store_key, sid)
     if claimed is None:
         return None
-    data = broker.store.get(store_key)
-    if delete_state:
-        broker.store.delete(store_key)
-    return session_ended(broker, {"sid": claimed.sid, "account_id": claimed.account_id,
-                                  "clients": _participants(broker, claimed, data)}, forget=False)
+    try:
+        data = broker.store.get(store_key)
+        if delete_state and data is not None and data.get("sid") == claimed.sid:
+            broker.store.delete(store_key)
+        if not notify:
+            return 0
+        return session_ended(broker, {"sid": claimed.sid, "account_id": claimed.account_id,
+                                      "clients": _participants(broker, claimed, data)}, forget=False)
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception("the end of session sid=%s was not completed", claimed.sid)
+        return 0
 
 
 def end(broker: Broker, account_id: str, sid: str) -> bool:
@@ -234,7 +248,8 @@ def _present(store, keys: list[str]) -> set[str]:
 
 
 def sweep(broker: Broker, batch: int = SWEEP_BATCH) -> Swept:
-    """End every indexed session whose state has left the store or whose absolute end has passed.
+    """End every indexed session whose absolute end has passed (with logout tokens), and drop those
+    whose state has left the store after an idle timeout (without: see the module's docstring).
 
     Each is claimed atomically, so concurrent sweeps (several workers, a timer) end it once;
     the logout tokens are queued on this process's dispatcher (``backchannel``).
@@ -256,12 +271,12 @@ def sweep(broker: Broker, batch: int = SWEEP_BATCH) -> Swept:
             overdue = _ends_at(broker, row) <= now
             if row.store_key in present and not overdue:
                 continue
-            queued = _end_row(broker, row.store_key, row.sid, delete_state=row.store_key in present)
+            queued = _end_row(broker, row.store_key, row.sid, delete_state=row.store_key in present, notify=overdue)
             if queued is not None:
                 swept.sessions += 1
                 swept.tokens += queued
                 log.info("expired session ended sid=%s reason=%s logout_tokens=%d", row.sid,
-                         "absolute lifetime" if overdue else "timeout", queued)
+                         "absolute lifetime" if overdue else "idle timeout", queued)
         if len(rows) < batch:
             return swept
 
@@ -269,7 +284,8 @@ def sweep(broker: Broker, batch: int = SWEEP_BATCH) -> Swept:
 class Sweeper:
     """The periodic sweep of a serving broker: a daemon thread, one sweep every ``interval`` seconds.
 
-    With several processes, each runs one; a short lease in the store lets one of them sweep per
+    With several processes, each runs one (started by its first request, so in the process that
+    serves, after any fork); a short lease in the store lets one of them sweep per
     interval (the claim of each row keeps ends single even without it).  The same pass resumes the
     back-channel deliveries another process left behind.
     """
@@ -307,12 +323,17 @@ class Sweeper:
             return None
 
 
+_started: dict[int, Sweeper] = {}  # by process id: the sweeper of this process, if started
+_start_lock = threading.Lock()
+
+
 def start_sweeper(broker: Broker) -> Sweeper | None:
-    """Start the periodic sweep (``session_sweep_interval``; 0: off) once per broker."""
+    """Start the periodic sweep (``session_sweep_interval``; 0: off) once in this process."""
     interval = broker.config.broker.session_sweep_interval
     if not interval:
         return None
-    sweeper = broker.__dict__.get("_sweeper")
-    if sweeper is None:
-        sweeper = broker.__dict__["_sweeper"] = Sweeper(broker, interval).start()
+    with _start_lock:
+        sweeper = _started.get(os.getpid())
+        if sweeper is None or not sweeper.thread.is_alive():
+            sweeper = _started[os.getpid()] = Sweeper(broker, interval).start()
     return sweeper

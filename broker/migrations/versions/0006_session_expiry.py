@@ -3,6 +3,8 @@
 Revision ID: 0006
 Revises: 0005
 """
+from datetime import datetime, timedelta, timezone
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -20,6 +22,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('clients', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f('ix_account_sessions_sid'), ['sid'], unique=False)
+    # Rows older than the longest absolute lifetime (12 h) are sessions long over that nobody pruned:
+    # dropped here, or the first sweep would send their téléservices a burst of stale logout tokens.
+    cutoff = datetime.now(timezone.utc) - timedelta(hours=12)
+    sessions = sa.table('account_sessions', sa.column('created_at', sa.DateTime(timezone=True)))
+    op.execute(sessions.delete().where(sessions.c.created_at < cutoff))
 
 
 def downgrade() -> None:
