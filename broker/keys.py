@@ -101,26 +101,23 @@ def ensure_secrets(keys_dir: Path, *, deployed: bool | None = None,
     """
     if deployed is None:
         deployed = (keys_dir / KEY_FILE).exists()
+    subject, data_key = keys_dir / SUBJECT_SECRET_FILE, keys_dir / DATA_KEY_FILE
+    # every check before any file is created: a refusal leaves the directory as it was
+    if not subject.exists() and deployed:
+        raise SecretLost(
+            f"{subject} is missing while the signing keys exist: every pairwise sub already issued depends "
+            f"on it, and a new one would change them all. Restore it from the backup of {keys_dir}.")
+    sealed = 0 if data_key.exists() or not sealed_values else sealed_values()
+    if sealed:
+        raise SecretLost(
+            f"{data_key} is missing while the database holds {sealed} TOTP secret(s) encrypted with it: a new "
+            f"key would not open them. Restore it from the backup of {keys_dir} (taken with the database). "
+            f"If it is lost for good, 'keys generate --if-missing --data-key-lost' creates a new one: these "
+            f"citizens then sign in with a recovery code and enrol their second factor again.")
     created = []
-    subject = keys_dir / SUBJECT_SECRET_FILE
-    if not subject.exists():
-        if deployed:
-            raise SecretLost(
-                f"{subject} is missing while the signing keys exist: every pairwise sub already issued depends "
-                f"on it, and a new one would change them all. Restore it from the backup of {keys_dir}.")
-        if _create_private(subject, secrets.token_hex(32)):
-            created.append(SUBJECT_SECRET_FILE)
-    data_key = keys_dir / DATA_KEY_FILE
-    if not data_key.exists():
-        sealed = sealed_values() if sealed_values else 0
-        if sealed:
-            raise SecretLost(
-                f"{data_key} is missing while the database holds {sealed} TOTP secret(s) encrypted with it: a new "
-                f"key would not open them. Restore it from the backup of {keys_dir} (taken with the database). "
-                f"If it is lost for good, 'keys generate --if-missing --data-key-lost' creates a new one: these "
-                f"citizens then sign in with a recovery code and enrol their second factor again.")
-        if _create_private(data_key, secrets.token_hex(32)):
-            created.append(DATA_KEY_FILE)
+    for name, path in ((SUBJECT_SECRET_FILE, subject), (DATA_KEY_FILE, data_key)):
+        if not path.exists() and _create_private(path, secrets.token_hex(32)):
+            created.append(name)
     return created
 
 

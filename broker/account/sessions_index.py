@@ -82,12 +82,16 @@ def register(broker: Broker, session: BrowserSession, user_agent: str = "") -> N
     created = session.get("created") or time.time()
     expires_at = datetime.fromtimestamp(created + broker.config.broker.lifetimes.session_absolute, timezone.utc)
     with broker.sessions.begin() as s:
-        s.execute(delete(AccountSession).where(or_(
+        replaced = s.execute(delete(AccountSession).where(or_(
             AccountSession.store_key == session.store_key,
-            (AccountSession.account_id == session.account_id) & (AccountSession.sid == session["sid"]))))
+            (AccountSession.account_id == session.account_id) & (AccountSession.sid == session["sid"])))
+            .returning(AccountSession.sid, AccountSession.clients)).all()
+        # the téléservices noted on the replaced row of this sid (a code issued meanwhile) are kept
+        clients = list(session.get("clients") or []) + [
+            c for row in replaced if row.sid == session["sid"] for c in (row.clients or "").split()]
         s.add(AccountSession(store_key=session.store_key, account_id=session.account_id, sid=session["sid"],
                              provider_id=session.get("provider_id"), acr=session.get("acr"),
-                             user_agent=user_agent[:200] or None, clients=" ".join(session.get("clients") or []),
+                             user_agent=user_agent[:200] or None, clients=" ".join(dict.fromkeys(clients)),
                              expires_at=expires_at))
     # the account's sessions past their absolute end are ended here too when no sweep ran (bounded table)
     with broker.sessions() as s:

@@ -215,6 +215,12 @@ def test_if_missing_refuses_a_new_data_key_while_the_database_holds_sealed_value
     result = run("--config", str(config_dir), "keys", "generate")
     assert result.exit_code == 1 and "Restore it from the backup" in result.output
     assert not data_key.exists() and not (keys / keyring.KEY_FILE).exists()
+    # the whole directory lost: the refusal creates nothing, not even a subject secret to restore over
+    subject = (keys / keyring.SUBJECT_SECRET_FILE).read_text()
+    (keys / keyring.SUBJECT_SECRET_FILE).unlink()
+    result = run("--config", str(config_dir), "keys", "generate")
+    assert result.exit_code == 1 and not (keys / keyring.SUBJECT_SECRET_FILE).exists()
+    (keys / keyring.SUBJECT_SECRET_FILE).write_text(subject)
     (keys / keyring.KEY_FILE).write_text(signing)
     # lost for good: said explicitly
     result = run("--config", str(config_dir), "keys", "generate", "--if-missing", "--data-key-lost")
