@@ -288,10 +288,13 @@ def sessions() -> None:
               help="Seconds to wait for the logout tokens to be delivered before exiting.")
 @click.pass_context
 def sessions_sweep(ctx: click.Context, wait: float) -> None:
-    """End the sessions that expired (idle timeout, absolute lifetime): send their back-channel logout tokens.
+    """End the sessions that expired: back-channel logout tokens at the end of the absolute lifetime;
+    sessions that timed out for idleness are only dropped from the index.
 
     For a cron job or systemd timer, when the broker's own sweep is off (session_sweep_interval: 0).
     Safe to run alongside the broker and other sweeps: each expired session is ended once."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from broker.account.sessions_index import sweep
     from broker.app import create_app
     from broker.oidc import backchannel
@@ -301,7 +304,12 @@ def sessions_sweep(ctx: click.Context, wait: float) -> None:
         broker = create_app(config).extensions["nc_connect"]
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
-    swept = sweep(broker)
+    try:
+        swept = sweep(broker)
+    except SQLAlchemyError as exc:
+        broker.engine.dispose()
+        raise click.ClickException(f"the session index cannot be read ({type(exc).__name__}); "
+                                   "is the database migrated? run 'nc-connect db upgrade'") from None
     backchannel.resume_pending(broker)
     delivered = backchannel.dispatcher_for(broker).idle(wait)
     click.echo(f"{swept.sessions} expired session(s) ended, {swept.tokens} logout token(s) queued.")

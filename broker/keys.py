@@ -73,6 +73,14 @@ def _create_private(path: Path, content: str) -> bool:
         return True
     except FileExistsError:
         return False
+    except OSError:  # a filesystem without hard links (some network shares): exclusive creation instead
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        return True
     finally:
         tmp.unlink(missing_ok=True)
 

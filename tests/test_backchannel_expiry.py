@@ -348,3 +348,17 @@ def test_sweep_interval_is_off_or_at_least_ten_seconds(config_dir, interval, ok)
     else:
         with pytest.raises(Exception, match="0 \\(off\\) or at least 10 seconds"):
             load(config_dir)
+
+
+def test_cli_sweep_on_an_unreadable_index_says_what_to_do(config_dir, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from broker.cli import main
+
+    def unreadable(broker, batch=0):
+        raise OperationalError("SELECT … FROM account_sessions", {}, Exception("no such column: clients"))
+
+    monkeypatch.setattr(sessions_index, "sweep", unreadable)
+    result = CliRunner().invoke(main, ["--config", str(config_dir), "sessions", "sweep", "--wait", "0"])
+    assert result.exit_code == 1 and "nc-connect db upgrade" in result.output
+    assert "Traceback" not in result.output

@@ -171,3 +171,18 @@ def test_demo_configuration_ships_no_account(tmp_path):
     with broker.sessions() as s:
         assert s.execute(select(func.count()).select_from(Account)).scalar() == 0
     broker.engine.dispose()
+
+
+def test_secret_files_are_created_without_hard_links_too(tmp_path, monkeypatch):
+    """Some network filesystems refuse hard links: the exclusive creation still never replaces a file."""
+    from broker import keys as keyring
+
+    def refused(src, dst):
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(keyring.os, "link", refused)
+    path = tmp_path / "keys" / "data-key"
+    assert keyring._create_private(path, "first") is True
+    assert keyring._create_private(path, "second") is False
+    assert path.read_text() == "first" and (path.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["data-key"]  # no temporary file left
