@@ -252,6 +252,13 @@ SCOPES_KNOWN = (
 )
 
 
+def _only_known_scopes(scopes: list[str], known: tuple[str, ...]) -> list[str]:
+    unknown = [s for s in scopes if s not in known]
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return scopes
+
+
 class ClientSettings(_Strict):
     client_id: ClientId
     name: str = Field(min_length=1)
@@ -297,9 +304,7 @@ class ClientSettings(_Strict):
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, v: list[str]) -> list[str]:
-        unknown = [s for s in v if s not in SCOPES_KNOWN]
-        if unknown:
-            raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES_KNOWN)}")
+        _only_known_scopes(v, SCOPES_KNOWN)
         if "openid" not in v:
             raise ValueError("must include 'openid'")
         return v
@@ -367,10 +372,7 @@ class DataProviderSettings(_Strict):
     @field_validator("scopes")
     @classmethod
     def _scopes(cls, v: list[str]) -> list[str]:
-        unknown = [s for s in v if s not in DATA_PROVIDER_SCOPES]
-        if unknown:
-            raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(DATA_PROVIDER_SCOPES)}")
-        return v
+        return _only_known_scopes(v, DATA_PROVIDER_SCOPES)
 
     @model_validator(mode="after")
     def _keys(self) -> "DataProviderSettings":

@@ -186,3 +186,21 @@ def test_secret_files_are_created_without_hard_links_too(tmp_path, monkeypatch):
     assert keyring._create_private(path, "second") is False
     assert path.read_text() == "first" and (path.stat().st_mode & 0o777) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["data-key"]  # no temporary file left
+
+
+def test_users_add_exist_ok_still_creates_a_local_login_for_an_upstream_account_s_address(config_dir):
+    """--exist-ok skips only an existing local login: an account from FranceConnect may carry the address too."""
+    from broker.accounts import create_from_upstream
+    from broker.app import load
+    from broker.db import make_engine, make_sessionmaker
+
+    assert run("--config", str(config_dir), "db", "upgrade").exit_code == 0
+    engine = make_engine(load(config_dir).database_url)
+    sessions = make_sessionmaker(engine)
+    create_from_upstream(sessions, "fc", "fc-sub-1", "eidas1", {"email": "marie@example.nc"})
+    result = run("--config", str(config_dir), "users", "add", "marie@example.nc", "--exist-ok",
+                 input="pirogue-niaouli-lagon-2026\n")
+    assert result.exit_code == 0 and "Created account" in result.output, result.output
+    with sessions() as s:
+        assert s.execute(select(LocalCredential).where(LocalCredential.email == "marie@example.nc")).scalar_one()
+    engine.dispose()

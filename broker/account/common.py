@@ -3,11 +3,12 @@ form errors, throttling of the mail-sending forms (D-06) and the account's histo
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from babel.dates import format_datetime
 from flask import Response, redirect, request, url_for
@@ -50,6 +51,17 @@ def signed_in_account() -> Account | None:
 
     account_id = browser().account_id
     return get_account(current_broker().sessions, account_id) if account_id else None
+
+
+def signed_in(view: Callable[..., Response]) -> Callable[..., Response]:
+    """A page of the citizen's space: the view gets the signed-in ``account``; anyone else signs in first."""
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        account = signed_in_account()
+        if account is None:
+            return to_login()
+        return view(account, *args, **kwargs)
+    return wrapper
 
 
 def to_login() -> Response:

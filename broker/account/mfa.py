@@ -36,13 +36,13 @@ from sqlalchemy import delete, func, inspect, or_, select, update
 from broker import secretbox, throttle
 from broker.account import blueprint, sessions_index
 from broker.account.common import (
-    client_ip, credential, form_page, page_expired, record, require_fresh, signed_in_account, to_login,
+    client_ip, credential, form_page, page_expired, record, require_fresh, signed_in, signed_in_account,
     user_agent,
 )
 from broker.account.recovery import issuer_url
 from broker.app import current_broker
 from broker.mail import MailError, send
-from broker.models import LocalCredential, RecoveryCode, utcnow
+from broker.models import Account, LocalCredential, RecoveryCode, utcnow
 from broker.oidc.authorize import (
     RedirectableError, UnmetAuthenticationRequirements, error_response, pending_request,
 )
@@ -349,11 +349,9 @@ def _enrol_page(account, secret: str, rid: str, errors: dict[str, str] | None = 
 
 
 @blueprint.route("/compte/double-authentification", methods=["GET"])
-def mfa_manage() -> Response:
+@signed_in
+def mfa_manage(account: Account) -> Response:
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     if credential(broker, account.id) is None:
         return error_page(gettext("Sans objet"), gettext("La double authentification protège les comptes à mot de "
                                                          "passe ; votre compte n'en a pas."),
@@ -372,14 +370,12 @@ def mfa_manage() -> Response:
 
 
 @blueprint.route("/compte/double-authentification", methods=["POST"])
-def mfa_submit() -> Response:
+@signed_in
+def mfa_submit(account: Account) -> Response:
     from broker.pages import local_provider
 
     broker = current_broker()
     session = browser()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     if not csrf_valid():
         return page_expired()
     stale = require_fresh("2fa")

@@ -336,6 +336,9 @@ def start_sweeper(broker: Broker) -> Sweeper | None:
     interval = broker.config.broker.session_sweep_interval
     if not interval:
         return None
+    sweeper = _started.get(os.getpid())
+    if sweeper is not None and sweeper.thread.is_alive():
+        return sweeper  # every request after the first: no lock on this path
     with _start_lock:
         sweeper = _started.get(os.getpid())
         if sweeper is None or not sweeper.thread.is_alive():

@@ -19,7 +19,7 @@ from broker import throttle
 from broker.account import blueprint, devices, mfa, sessions_index, tokens
 from broker.account.common import (
     AFTER_LOGIN, audit, brand, client_ip, credential, form_page, history, local_time, mail_enabled, page_expired,
-    record, require_fresh, service_names, signed_in_account, throttled, to_login, valid_email,
+    record, require_fresh, service_names, signed_in, throttled, valid_email,
 )
 from broker.account.identity_form import country_name
 from broker.account.recovery import notify_password_changed, set_password
@@ -55,11 +55,6 @@ def _level_label(level: str | None) -> str:
     return str(LEVEL_LABELS[level]) if level in LEVEL_LABELS else ""
 
 
-def _device(user_agent: str) -> str:
-    """The session's browser, as the new-browser notice names it ("Firefox sur Windows", "Un navigateur inconnu")."""
-    return devices.describe(user_agent, capitalised=True)
-
-
 @blueprint.app_context_processor
 def _account_links() -> dict:
     """The login page shows "Créer un compte" and "Mot de passe oublié ?" when email can be sent."""
@@ -70,11 +65,9 @@ def _account_links() -> dict:
 
 
 @blueprint.route("/compte")
-def space() -> Response:
+@signed_in
+def space(account: Account) -> Response:
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     session = browser()
     providers = broker.providers
     clients = broker.config.clients
@@ -89,7 +82,7 @@ def space() -> Response:
                "client": localized(clients[e.client_id]) if e.client_id in clients else (e.client_id or ""),
                "source": source(e.provider_id),
                "level": e.acr or ""} for e in history(broker, account.id)]
-    active = [{"sid": a.sid, "current": a.current, "device": _device(a.user_agent), "since": local_time(a.created),
+    active = [{"sid": a.sid, "current": a.current, "device": devices.describe(a.user_agent, capitalised=True), "since": local_time(a.created),
                "seen": local_time(a.seen), "level": a.acr or "",
                "source": source(a.provider_id)}
               for a in sessions_index.active(broker, account.id, session.store_key)]
@@ -106,13 +99,11 @@ def space() -> Response:
 # -- D-16: confirm who you are before a sensitive change ----------------------------------------
 
 @blueprint.route("/compte/confirmer-identite", methods=["GET", "POST"])
-def reauth() -> Response:
+@signed_in
+def reauth(account: Account) -> Response:
     from broker.pages import local_provider
 
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     step = request.values.get("suite", "")
     target = STEPS.get(step, "account.space")
     cred = credential(broker, account.id)
@@ -161,11 +152,9 @@ def _password_page(errors=None, status=200) -> Response:
 
 
 @blueprint.route("/compte/mot-de-passe", methods=["GET", "POST"])
-def password_change() -> Response:
+@signed_in
+def password_change(account: Account) -> Response:
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     cred = credential(broker, account.id)
     if cred is None:
         return error_page(gettext("Sans objet"), gettext("Votre compte n'a pas de mot de passe : vous vous connectez "
@@ -213,11 +202,9 @@ def password_change() -> Response:
 # -- email ---------------------------------------------------------------------------------------
 
 @blueprint.route("/compte/adresse", methods=["GET", "POST"])
-def email_change() -> Response:
+@signed_in
+def email_change(account: Account) -> Response:
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     if not mail_enabled(broker):
         return error_page(gettext("Service indisponible"), gettext("L'envoi de courriels n'est pas configuré."), 404)
     stale = require_fresh("adresse")
@@ -262,11 +249,9 @@ def email_change() -> Response:
 # -- sessions ------------------------------------------------------------------------------------
 
 @blueprint.route("/compte/sessions", methods=["POST"])
-def sessions_end() -> Response:
+@signed_in
+def sessions_end(account: Account) -> Response:
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     if not csrf_valid():
         return page_expired()
     session = browser()
@@ -286,11 +271,9 @@ def sessions_end() -> Response:
 # -- my data -------------------------------------------------------------------------------------
 
 @blueprint.route("/compte/donnees", methods=["POST"])
-def data_export() -> Response:
+@signed_in
+def data_export(account: Account) -> Response:
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     if not csrf_valid():
         return page_expired()
     cred = credential(broker, account.id)
@@ -328,11 +311,9 @@ def data_export() -> Response:
 # -- deletion ------------------------------------------------------------------------------------
 
 @blueprint.route("/compte/supprimer", methods=["GET", "POST"])
-def delete_account() -> Response:
+@signed_in
+def delete_account(account: Account) -> Response:
     broker = current_broker()
-    account = signed_in_account()
-    if account is None:
-        return to_login()
     stale = require_fresh("supprimer")
     if stale:
         return stale
